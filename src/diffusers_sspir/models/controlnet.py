@@ -1,0 +1,93 @@
+"""The ControlNet of SSP-IR: a copy of the UNet encoder fed with the structure prior, with dual-prior attention."""
+
+import functools
+
+import torch
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.controlnets.controlnet import ControlNetModel, ControlNetOutput
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up here)
+from torch import nn
+
+from ._config import extend_init_signature, keyword
+from .attention import DualPriorAttentionMixin, DualPriorInputs, install_dual_prior_processors
+from .unet import SSPIRUNet2DConditionModel
+
+
+class SSPIRControlNetModel(DualPriorAttentionMixin, ControlNetModel):
+    r"""
+    A diffusers [`~diffusers.ControlNetModel`] whose conditioning input is the feature map of the
+    [`StructureProcessor`] and whose cross-attention layers carry SSP-IR's image branch.
+
+    As in the reference method, the structure features (already at latent resolution and of width
+    `block_out_channels[0]`) are added to the output of `conv_in`; the stock hint encoder
+    (`controlnet_cond_embedding`) is replaced by the identity and has no weights. Takes every argument of
+    `ControlNetModel`, plus:
+
+    Args:
+        image_embed_dim (`int`, *optional*, defaults to 512):
+            Width of the refined image tokens; `None` builds the ControlNet without image branches.
+    """
+
+    @register_to_config
+    @extend_init_signature(ControlNetModel.__init__, image_embed_dim=keyword(512, "int | None"))
+    def __init__(self, *, image_embed_dim: int | None = 512, **controlnet_kwargs):
+        super().__init__(**controlnet_kwargs)
+        self.controlnet_cond_embedding = nn.Identity()
+        install_dual_prior_processors(self, image_embed_dim=image_embed_dim, pixel_attention=False)
+
+    @classmethod
+    def from_unet(
+        cls, unet: SSPIRUNet2DConditionModel, load_weights_from_unet: bool = True
+    ) -> "SSPIRControlNetModel":
+        r"""
+        Builds the ControlNet from an SSP-IR UNet: same encoder configuration, and (by default) a copy of its
+        `conv_in`, time embedding, down and mid blocks, including their image branches. The zero convolutions start
+        at zero, so the residuals of a fresh ControlNet are zero.
+
+        Args:
+            unet (`SSPIRUNet2DConditionModel`): the UNet to copy.
+            load_weights_from_unet (`bool`, defaults to `True`): copy the UNet's weights.
+        """
+        if not isinstance(unet, SSPIRUNet2DConditionModel):
+            raise TypeError(
+                f"`unet` must be an SSPIRUNet2DConditionModel, got {type(unet).__name__}; build one from a Stable "
+                "Diffusion UNet with `SSPIRPipeline.from_stable_diffusion` or `SSPIRUNet2DConditionModel.from_config`."
+            )
+        # Reuse diffusers' config mapping and weight copy; only the constructor gains the image branch width.
+        factory = functools.partial(cls, image_embed_dim=unet.config.image_embed_dim)
+        controlnet = ControlNetModel.from_unet.__func__(factory, unet, load_weights_from_unet=load_weights_from_unet)
+        if controlnet.dtype != unet.dtype or controlnet.device != unet.device:
+            controlnet = controlnet.to(device=unet.device, dtype=unet.dtype)
+        return controlnet
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        controlnet_cond: torch.Tensor,
+        image_embeds: torch.Tensor | None = None,
+        conditioning_scale: float = 1.0,
+        **kwargs,
+    ) -> ControlNetOutput | tuple:
+        r"""
+        Args:
+            sample (`torch.Tensor`): noisy latents `(batch, 4, height, width)`.
+            timestep (`torch.Tensor | float | int`): denoising timestep.
+            encoder_hidden_states (`torch.Tensor`): text tokens.
+            controlnet_cond (`torch.Tensor`): structure-prior features `(batch, block_out_channels[0], height,
+                width)`, the `features` of [`StructureProcessor`].
+            image_embeds (`torch.Tensor`, *optional*): refined image tokens.
+            conditioning_scale (`float`, defaults to 1.0): scale of the residuals.
+            **kwargs: any other argument of `ControlNetModel.forward`.
+        """
+        expected = (sample.shape[0], self.config.block_out_channels[0], *sample.shape[2:])
+        if tuple(controlnet_cond.shape) != expected:
+            raise ValueError(
+                f"`controlnet_cond` must be the structure features of shape {expected} (batch, "
+                f"block_out_channels[0], latent height, latent width), got {tuple(controlnet_cond.shape)}."
+            )
+        conditioning = DualPriorInputs(encoder_hidden_states, image_embeds)
+        return super().forward(
+            sample, timestep, conditioning, controlnet_cond, conditioning_scale=conditioning_scale, **kwargs
+        )

@@ -1,0 +1,102 @@
+"""The structure processor of SSP-IR: the pixel-level prior that conditions the ControlNet."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+
+@dataclass
+class StructureProcessorOutput(BaseOutput):
+    """
+    Args:
+        features (`torch.Tensor`):
+            The structure prior for the ControlNet, `(batch, conditioning_embedding_channels, height / 8, width / 8)`
+            for the default three stride-2 stages.
+        rgb (`tuple[torch.Tensor, ...]`):
+            The RGB predictions of the high-quality image, finest first (1/2, 1/4, 1/8 of the input size by default),
+            in the value range of the input (`[0, 1]`); trained with L1 and FFT-L1 losses against the downscaled
+            ground truth.
+    """
+
+    features: torch.Tensor
+    rgb: tuple[torch.Tensor, ...]
+
+
+class StructureProcessor(ModelMixin, ConfigMixin):
+    r"""
+    SSP-IR's pixel-level structure processor.
+
+    A small convolutional trunk on the upscaled low-quality image: `conv_in` to `block_out_channels[0]`, then one
+    stage per further width, each a 3×3 convolution followed by a stride-2 3×3 convolution to the next width (SiLU
+    after each). After each stride-2 stage an RGB head predicts the clean image at that scale. A zero-initialised
+    output convolution maps the last stage to the ControlNet's input width, so an untrained processor adds nothing to
+    the ControlNet's input.
+
+    Args:
+        in_channels (`int`, defaults to 3): channels of the input image.
+        block_out_channels (`tuple[int, ...]`, defaults to `(16, 32, 96, 256)`): widths of the trunk.
+        conditioning_embedding_channels (`int`, defaults to 320): output width, the ControlNet's
+            `block_out_channels[0]`.
+        rgb_channels (`int`, defaults to 3): channels of each RGB head.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        block_out_channels: tuple[int, ...] = (16, 32, 96, 256),
+        conditioning_embedding_channels: int = 320,
+        rgb_channels: int = 3,
+    ):
+        super().__init__()
+        if len(block_out_channels) < 2:
+            raise ValueError(f"`block_out_channels` needs at least two widths, got {block_out_channels}.")
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=3, padding=1)
+        self.stages = nn.ModuleList()
+        self.rgb_heads = nn.ModuleList()
+        for channels_in, channels_out in zip(block_out_channels[:-1], block_out_channels[1:]):
+            self.stages.append(
+                nn.Sequential(
+                    nn.Conv2d(channels_in, channels_in, kernel_size=3, padding=1),
+                    nn.SiLU(),
+                    nn.Conv2d(channels_in, channels_out, kernel_size=3, padding=1, stride=2),
+                    nn.SiLU(),
+                )
+            )
+            self.rgb_heads.append(nn.Conv2d(channels_out, rgb_channels, kernel_size=3, padding=1))
+        self.conv_out = nn.Conv2d(block_out_channels[-1], conditioning_embedding_channels, kernel_size=3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    @property
+    def downscale_factor(self) -> int:
+        """How much smaller than the input the features are (8 by default)."""
+        return 2 ** len(self.stages)
+
+    def forward(self, image: torch.Tensor, return_dict: bool = True) -> StructureProcessorOutput | tuple:
+        r"""
+        Args:
+            image (`torch.Tensor`): the upscaled low-quality image `(batch, in_channels, height, width)` in `[0, 1]`;
+                height and width must be multiples of [`downscale_factor`].
+            return_dict (`bool`, defaults to `True`): return a [`StructureProcessorOutput`] instead of a tuple.
+        """
+        height, width = image.shape[-2:]
+        if height % self.downscale_factor or width % self.downscale_factor:
+            raise ValueError(
+                f"StructureProcessor input size {height}x{width} must be a multiple of {self.downscale_factor}; pad "
+                "the image first (the pipeline does this for you)."
+            )
+        hidden = F.silu(self.conv_in(image))
+        rgb = []
+        for stage, head in zip(self.stages, self.rgb_heads):
+            hidden = stage(hidden)
+            rgb.append(head(hidden))
+        features = self.conv_out(hidden)
+        if not return_dict:
+            return features, tuple(rgb)
+        return StructureProcessorOutput(features=features, rgb=tuple(rgb))
