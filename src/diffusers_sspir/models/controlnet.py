@@ -60,6 +60,17 @@ class SSPIRControlNetModel(DualPriorAttentionMixin, ControlNetModel):
             controlnet = controlnet.to(device=unet.device, dtype=unet.dtype)
         return controlnet
 
+    def load_lora_adapter(self, pretrained_model_name_or_path_or_dict, prefix: str | None = None, **kwargs) -> None:
+        r"""
+        Loads a LoRA saved with `save_lora_adapter` (see [`~diffusers.loaders.PeftAdapterMixin.load_lora_adapter`]).
+
+        Differs from the inherited method in its defaults only: keys carry no prefix (`prefix=None`, as
+        `save_lora_adapter` writes them) and weights are read from safetensors (`use_safetensors=True`), never
+        unpickled.
+        """
+        kwargs.setdefault("use_safetensors", True)
+        super().load_lora_adapter(pretrained_model_name_or_path_or_dict, prefix=prefix, **kwargs)
+
     def forward(
         self,
         sample: torch.Tensor,

@@ -1,0 +1,791 @@
+"""SSPIRPipeline: realistic image restoration with semantic and structure priors (SSP-IR) on Stable Diffusion."""
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils import BaseOutput, logging
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
+
+from ..captioners import Captioner
+from ..image_ops import apply_color_fix, gaussian_weights, pad_to_multiple, tile_starts, to_tensor_batch
+from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
+
+logger = logging.get_logger(__name__)
+
+DEFAULT_ADDED_PROMPT = "clean, high-resolution, 8k"
+DEFAULT_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
+COLOR_FIX_METHODS = ("wavelet", "adain", None)
+START_POINTS = ("lr", "noise")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+MAX_PROMPT_WINDOWS = 4
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from PIL import Image
+        >>> from diffusers import UniPCMultistepScheduler
+        >>> from diffusers_sspir import SSPIRPipeline, VLMCaptioner
+
+        >>> pipe = SSPIRPipeline.from_pretrained("path/to/sspir", torch_dtype=torch.float16).to("cuda")
+        >>> pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)  # swap the scheduler
+        >>> pipe.captioner = VLMCaptioner("llava-hf/llava-1.5-7b-hf", device="cuda", torch_dtype=torch.float16)
+
+        >>> low_quality = Image.open("photo.png")
+        >>> result = pipe(low_quality, upscale=4, generator=torch.Generator("cuda").manual_seed(0))
+        >>> result.images[0].save("restored.png")
+        >>> print(result.prompts[0])  # the caption the restoration was conditioned on
+        ```
+"""
+
+
+@dataclass
+class SSPIRPipelineOutput(BaseOutput):
+    """
+    Output of [`SSPIRPipeline`].
+
+    Args:
+        images (`list[PIL.Image.Image] | np.ndarray | torch.Tensor`):
+            The restored images (or latents with `output_type="latent"`).
+        prompts (`list[str]`):
+            The prompt each image was restored with (caption plus added prompt), one per output image.
+        structure_images (`list[PIL.Image.Image] | np.ndarray | torch.Tensor | None`):
+            The structure processor's finest RGB prediction, resized to the output size, in the same format as
+            `images` (`None` with `output_type="latent"`).
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    prompts: list[str]
+    structure_images: list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None
+
+
+class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLoraLoaderMixin):
+    r"""
+    Realistic image restoration with semantic and structure priors (SSP-IR, Zhang et al., IEEE TCSVT 2025) on
+    Stable Diffusion 1.5.
+
+    The low-quality image is upscaled, then conditions a frozen SD-1.5 UNet three ways: a caption (explicit semantic
+    prior, from `captioner` or `prompt`), CLIP image tokens refined by `image_refiner` (implicit semantic prior, read
+    by the dual-prior attention), and a structure prior from `structure_processor` that drives the `controlnet`,
+    whose residuals also feed the UNet's pixel attention.
+
+    Args:
+        vae (`AutoencoderKL`): Stable Diffusion's VAE.
+        text_encoder (`CLIPTextModel`): Stable Diffusion's text encoder.
+        tokenizer (`CLIPTokenizer`): its tokenizer.
+        unet (`SSPIRUNet2DConditionModel`): the UNet with dual-prior attention.
+        controlnet (`SSPIRControlNetModel`): the ControlNet fed with the structure prior.
+        structure_processor (`StructureProcessor`): the pixel-level structure processor.
+        image_encoder (`CLIPVisionModel`): CLIP vision encoder (ViT-L/14 in the paper).
+        feature_extractor (`CLIPImageProcessor`): gives the image encoder's input size and normalisation.
+        image_refiner (`ImageTokenRefiner`): the refine layer for the CLIP image tokens.
+        scheduler (`KarrasDiffusionSchedulers`): any Stable Diffusion scheduler.
+        captioner (`Captioner`, *optional*): describes each image when no prompt is given; not saved with the
+            pipeline (pass it to `from_pretrained` or assign `pipe.captioner`).
+    """
+
+    model_cpu_offload_seq = "text_encoder->image_encoder->image_refiner->structure_processor->controlnet->unet->vae"
+    _optional_components = []
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds", "image_embeds"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: SSPIRUNet2DConditionModel,
+        controlnet: SSPIRControlNetModel,
+        structure_processor: StructureProcessor,
+        image_encoder: CLIPVisionModel,
+        feature_extractor: CLIPImageProcessor,
+        image_refiner: ImageTokenRefiner,
+        scheduler: KarrasDiffusionSchedulers,
+        captioner: Captioner | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            controlnet=controlnet,
+            structure_processor=structure_processor,
+            image_encoder=image_encoder,
+            feature_extractor=feature_extractor,
+            image_refiner=image_refiner,
+            scheduler=scheduler,
+        )
+        self.captioner = captioner
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 8
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    # ------------------------------------------------------------------ building and loading
+
+    @classmethod
+    def from_stable_diffusion(
+        cls,
+        sd: "str | os.PathLike | DiffusionPipeline",
+        image_encoder: "str | os.PathLike | CLIPVisionModel",
+        feature_extractor: "str | os.PathLike | CLIPImageProcessor | None" = None,
+        captioner: Captioner | None = None,
+        image_embed_dim: int = 512,
+        pixel_attention: bool = True,
+        torch_dtype: torch.dtype | None = None,
+        **overrides,
+    ) -> "SSPIRPipeline":
+        r"""
+        Builds an **untrained** SSP-IR from Stable Diffusion: the start of every training run.
+
+        Stable Diffusion's VAE, text encoder, tokenizer and UNet weights are reused (the UNet gains zero-initialised
+        dual-prior branches, so it still computes exactly what SD computes), the ControlNet is copied from the UNet,
+        and the structure processor and refine layer are freshly initialised. The scheduler is a `DDIMScheduler`
+        with Stable Diffusion's scheduler config.
+
+        Args:
+            sd (`str`, `os.PathLike` or `DiffusionPipeline`): a Stable Diffusion 1.5 folder or Hub id, or a loaded
+                pipeline with `vae`, `text_encoder`, `tokenizer`, `unet` and `scheduler`.
+            image_encoder (`str`, `os.PathLike` or `CLIPVisionModel`): CLIP vision encoder (ViT-L/14 in the paper).
+            feature_extractor (`str`, `os.PathLike` or `CLIPImageProcessor`, *optional*): defaults to the processor
+                saved with `image_encoder` when that is a path.
+            captioner (`Captioner`, *optional*): the captioner to attach.
+            image_embed_dim (`int`, defaults to 512): width of the refined image tokens.
+            pixel_attention (`bool`, defaults to `True`): pixel attention in the UNet's up blocks.
+            torch_dtype (`torch.dtype`, *optional*): dtype to load the models in.
+            **overrides: components to use as given instead (e.g. `scheduler=`, `structure_processor=`).
+
+        Examples:
+            ```py
+            >>> pipe = SSPIRPipeline.from_stable_diffusion(
+            ...     "stable-diffusion-v1-5/stable-diffusion-v1-5", image_encoder="openai/clip-vit-large-patch14"
+            ... )
+            ```
+        """
+        unknown = set(overrides) - set(cls._get_signature_keys(cls)[0])
+        if unknown:
+            raise TypeError(f"from_stable_diffusion() got unknown components {sorted(unknown)}.")
+        if isinstance(sd, DiffusionPipeline):
+            parts = {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+        else:
+            dtype_kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+            parts = {
+                "vae": AutoencoderKL.from_pretrained(sd, subfolder="vae", **dtype_kwargs),
+                "text_encoder": CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", **dtype_kwargs),
+                "tokenizer": CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"),
+                "unet": UNet2DConditionModel.from_pretrained(sd, subfolder="unet", **dtype_kwargs),
+                "scheduler": DDIMScheduler.from_pretrained(sd, subfolder="scheduler"),
+            }
+        components = {**parts, "scheduler": DDIMScheduler.from_config(parts["scheduler"].config)}
+
+        sd_unet = components.pop("unet")
+        if "unet" not in overrides:
+            components["unet"] = SSPIRUNet2DConditionModel.from_stable_diffusion_unet(
+                sd_unet, image_embed_dim=image_embed_dim, pixel_attention=pixel_attention
+            )
+        unet = overrides.get("unet", components.get("unet"))
+
+        if isinstance(image_encoder, (str, os.PathLike)):
+            if feature_extractor is None:
+                feature_extractor = image_encoder
+            dtype_kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
+            image_encoder = CLIPVisionModel.from_pretrained(image_encoder, **dtype_kwargs)
+        if isinstance(feature_extractor, (str, os.PathLike)):
+            feature_extractor = CLIPImageProcessor.from_pretrained(feature_extractor)
+        if feature_extractor is None:
+            raise ValueError(
+                "`feature_extractor` is required when `image_encoder` is a loaded model: pass the CLIPImageProcessor "
+                "saved with it."
+            )
+
+        if "controlnet" not in overrides:
+            components["controlnet"] = SSPIRControlNetModel.from_unet(unet)
+        if "structure_processor" not in overrides:
+            components["structure_processor"] = StructureProcessor(
+                conditioning_embedding_channels=unet.config.block_out_channels[0]
+            ).to(device=unet.device, dtype=unet.dtype)
+        if "image_refiner" not in overrides:
+            components["image_refiner"] = ImageTokenRefiner(
+                in_dim=image_encoder.config.hidden_size,
+                hidden_dim=image_encoder.config.hidden_size,
+                out_dim=unet.config.image_embed_dim,
+            ).to(device=unet.device, dtype=unet.dtype)
+        components.update(image_encoder=image_encoder, feature_extractor=feature_extractor, captioner=captioner)
+        components.update(overrides)
+        return cls(**components)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: "str | os.PathLike", **kwargs) -> "SSPIRPipeline":
+        r"""
+        Loads a saved SSP-IR pipeline (folder or Hub id), as [`~diffusers.DiffusionPipeline.from_pretrained`] does,
+        with a clear error when a local folder lacks a component. A `captioner=` keyword attaches a captioner.
+        """
+        folder = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(folder):
+            cls._check_folder(folder, passed=set(kwargs))
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _check_folder(cls, folder: str, passed: set[str]) -> None:
+        index_file = os.path.join(folder, "model_index.json")
+        if not os.path.isfile(index_file):
+            raise OSError(f"{folder} is not a saved pipeline: it has no model_index.json.")
+        expected, _ = cls._get_signature_keys(cls)
+        for name in sorted(set(expected) - passed):
+            subfolder = os.path.join(folder, name)
+            if not os.path.isdir(subfolder) or not os.listdir(subfolder):
+                raise OSError(
+                    f"The pipeline folder {folder} is missing the component `{name}` (no folder {subfolder}). Save "
+                    f"the pipeline again with `save_pretrained`, or pass `{name}=` to `from_pretrained`."
+                )
+
+    def save_pretrained(self, save_directory: "str | os.PathLike", **kwargs) -> None:
+        r"""
+        Saves every component as [`~diffusers.DiffusionPipeline.save_pretrained`] does, plus a `pipeline_sspir.py`
+        stub so that `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir",
+        trust_remote_code=True)` also loads the folder. The captioner is not saved.
+        """
+        super().save_pretrained(save_directory, **kwargs)
+        with open(os.path.join(save_directory, "pipeline_sspir.py"), "w", encoding="utf-8") as stub:
+            stub.write(
+                '"""Lets `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", '
+                'trust_remote_code=True)` load this folder (needs `pip install diffusers-sspir`)."""\n\n'
+                "from diffusers_sspir.pipelines.pipeline_sspir import SSPIRPipeline  # noqa: F401\n"
+            )
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def cross_attention_kwargs(self) -> dict[str, Any] | None:
+        return self._cross_attention_kwargs
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    # ------------------------------------------------------------------ steps
+
+    def check_inputs(
+        self,
+        images: list[torch.Tensor],
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+        upscale: float,
+        num_inference_steps: int,
+        num_images_per_prompt: int,
+        start_point: str,
+        color_fix: str | None,
+        tile_size: int | None,
+        tile_overlap: int,
+        output_type: str,
+        generator: torch.Generator | list[torch.Generator] | None,
+        callback_on_step_end_tensor_inputs: list[str] | None,
+    ) -> None:
+        batch_size = len(images)
+        sizes = {tuple(image.shape[-2:]) for image in images}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"All images of one call must have the same size, got sizes {sorted(sizes)}; restore images of "
+                "different sizes in separate calls."
+            )
+        if isinstance(upscale, bool) or not isinstance(upscale, (int, float)) or not upscale > 0:
+            raise ValueError(f"`upscale` must be a number > 0, got {upscale!r}.")
+        height, width = next(iter(sizes))
+        if round(height * upscale) < 1 or round(width * upscale) < 1:
+            raise ValueError(f"`upscale`={upscale} turns the {height}x{width} input into an empty image.")
+        for name, value in (("num_inference_steps", num_inference_steps), ("num_images_per_prompt", num_images_per_prompt)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        if start_point not in START_POINTS:
+            raise ValueError(f"`start_point` must be one of {START_POINTS}, got {start_point!r}.")
+        if color_fix not in COLOR_FIX_METHODS:
+            raise ValueError(f"`color_fix` must be one of {COLOR_FIX_METHODS}, got {color_fix!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if tile_size is not None:
+            if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 8 * self.vae_scale_factor:
+                raise ValueError(
+                    f"`tile_size` must be an integer >= {8 * self.vae_scale_factor} (output pixels), got {tile_size!r}."
+                )
+            if not isinstance(tile_overlap, int) or tile_overlap < 0 or tile_overlap >= tile_size:
+                raise ValueError(
+                    f"`tile_overlap` ({tile_overlap!r}) must be an integer >= 0 and smaller than `tile_size` "
+                    f"({tile_size})."
+                )
+        for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+            if value is not None and not isinstance(value, str):
+                if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+                    raise TypeError(f"`{name}` must be a string or a list of strings, got {type(value).__name__}.")
+                if len(value) != batch_size:
+                    raise ValueError(
+                        f"`{name}` has {len(value)} entries but {batch_size} images were given; pass one per image "
+                        "or a single string."
+                    )
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError("Pass either `prompt` or `prompt_embeds`, not both.")
+        if negative_prompt_embeds is not None and prompt_embeds is None:
+            raise ValueError("`negative_prompt_embeds` needs `prompt_embeds` as well.")
+        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
+            if embeds is not None and (embeds.ndim != 3 or embeds.shape[0] not in (1, batch_size)):
+                raise ValueError(
+                    f"`{name}` must have shape (batch, tokens, dim) with batch 1 or {batch_size}, got "
+                    f"{tuple(embeds.shape)}."
+                )
+        if prompt_embeds is not None and negative_prompt_embeds is not None:
+            if prompt_embeds.shape[1:] != negative_prompt_embeds.shape[1:]:
+                raise ValueError(
+                    f"`prompt_embeds` {tuple(prompt_embeds.shape)} and `negative_prompt_embeds` "
+                    f"{tuple(negative_prompt_embeds.shape)} must have the same tokens and width."
+                )
+        if isinstance(generator, list) and len(generator) != batch_size * num_images_per_prompt:
+            raise ValueError(
+                f"`generator` is a list of {len(generator)} generators, but {batch_size} images x "
+                f"{num_images_per_prompt} images per prompt = {batch_size * num_images_per_prompt} outputs are "
+                "requested; pass one generator per output or a single generator."
+            )
+        unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has {sorted(unknown)}, but only {self._callback_tensor_inputs} "
+                "are available."
+            )
+
+    def caption(self, images: list[torch.Tensor]) -> list[str]:
+        """Describes each image with the pipeline's captioner (empty captions without one)."""
+        if self.captioner is None:
+            return [""] * len(images)
+        pil_images = [self.image_processor.pt_to_numpy(image[None]) for image in images]
+        pil_images = [self.image_processor.numpy_to_pil(image)[0] for image in pil_images]
+        captions = self.captioner(pil_images)
+        if len(captions) != len(images) or not all(isinstance(c, str) for c in captions):
+            raise ValueError(
+                f"The captioner {type(self.captioner).__name__} must return one string per image; got {captions!r} "
+                f"for {len(images)} images."
+            )
+        return captions
+
+    @staticmethod
+    def join_prompt(caption: str, added_prompt: str | None) -> str:
+        """`caption, added_prompt`, skipping empty parts."""
+        return ", ".join(part.strip() for part in (caption, added_prompt or "") if part and part.strip())
+
+    def _tokenize_windows(self, prompt: str) -> list[list[int]]:
+        """Splits a prompt into windows of `model_max_length - 2` tokens, each wrapped in BOS/EOS and padded."""
+        tokenizer = self.tokenizer
+        window = tokenizer.model_max_length - 2
+        ids = tokenizer(prompt, add_special_tokens=False, truncation=False).input_ids
+        chunks = [ids[i : i + window] for i in range(0, len(ids), window)] or [[]]
+        if len(chunks) > MAX_PROMPT_WINDOWS:
+            logger.warning(
+                f"The prompt has {len(ids)} tokens; only the first {MAX_PROMPT_WINDOWS * window} are used "
+                f"({MAX_PROMPT_WINDOWS} windows of {window})."
+            )
+            chunks = chunks[:MAX_PROMPT_WINDOWS]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return [
+            [tokenizer.bos_token_id, *chunk, tokenizer.eos_token_id] + [pad] * (window - len(chunk)) for chunk in chunks
+        ]
+
+    def encode_prompt(
+        self,
+        prompt: list[str],
+        device: torch.device,
+        num_windows: int | None = None,
+    ) -> torch.Tensor:
+        r"""
+        Encodes prompts with the CLIP text encoder; a long prompt is split into up to 4 windows of 75 tokens, each
+        encoded separately (with BOS/EOS) and concatenated, as in the paper: 77, 154, 231 or 308 tokens.
+
+        Args:
+            prompt (`list[str]`): the prompts.
+            device (`torch.device`): where to put the embeddings.
+            num_windows (`int`, *optional*): pad every prompt to this many windows (at least as many as the longest
+                prompt needs), so that batches and their negative prompts line up.
+
+        Returns:
+            `torch.Tensor`: `(len(prompt), windows * model_max_length, hidden_size)`.
+        """
+        windows = [self._tokenize_windows(p) for p in prompt]
+        count = max([len(w) for w in windows] + [num_windows or 1])
+        empty = self._tokenize_windows("")[0]
+        ids = torch.tensor([w + [empty] * (count - len(w)) for w in windows], device=device)
+        embeds = self.text_encoder(ids.flatten(0, 1))[0]
+        return embeds.unflatten(0, (len(prompt), count)).flatten(1, 2)
+
+    def num_prompt_windows(self, prompt: list[str]) -> int:
+        return max(len(self._tokenize_windows(p)) for p in prompt)
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        r"""
+        Implicit semantic prior: CLIP patch tokens of the (upscaled) low-quality image, without the class token,
+        refined to the UNet's image tokens.
+
+        Args:
+            image (`torch.Tensor`): `(batch, 3, height, width)` in `[0, 1]`.
+        """
+        crop = self.feature_extractor.crop_size
+        size = (crop, crop) if isinstance(crop, int) else (int(crop["height"]), int(crop["width"]))
+        mean = torch.tensor(self.feature_extractor.image_mean, device=image.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.feature_extractor.image_std, device=image.device).view(1, -1, 1, 1)
+        pixels = F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
+        pixels = ((pixels.clamp(0, 1) - mean) / std).to(self.image_encoder.dtype)
+        tokens = self.image_encoder(pixel_values=pixels).last_hidden_state[:, 1:]
+        return self.image_refiner(tokens.to(self.image_refiner.dtype))
+
+    def prepare_extra_step_kwargs(self, generator, eta: float) -> dict:
+        parameters = set(inspect.signature(self.scheduler.step).parameters)
+        kwargs = {}
+        if "eta" in parameters:
+            kwargs["eta"] = eta
+        if "generator" in parameters:
+            kwargs["generator"] = generator
+        return kwargs
+
+    def seed_scheduler_noise(self, generator) -> None:
+        """Schedulers that draw their own noise (DPMSolverSDEScheduler's Brownian tree) get a seed from `generator`,
+        unless their config fixes one, so that a generator makes every scheduler reproducible."""
+        if not hasattr(self.scheduler, "noise_sampler_seed") or self.scheduler.config.get("noise_sampler_seed"):
+            return
+        first = generator[0] if isinstance(generator, list) else generator
+        seed = None
+        if first is not None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=first, device=first.device))
+        self.scheduler.noise_sampler_seed = seed
+
+    def prepare_latents(
+        self,
+        image: torch.Tensor,
+        timestep: torch.Tensor,
+        start_point: str,
+        generator,
+        latents: torch.Tensor | None,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        r"""
+        Starting latents: given `latents`; pure noise scaled by the scheduler (`start_point="noise"`); or the VAE
+        latent of the upscaled image noised to the scheduler's actual first timestep (`start_point="lr"`).
+        """
+        device = self._execution_device
+        shape = (image.shape[0], self.vae.config.latent_channels, *(s // self.vae_scale_factor for s in image.shape[-2:]))
+        if latents is not None:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"`latents` must have shape {shape} for this input, got {tuple(latents.shape)}.")
+            return latents.to(device=device, dtype=dtype)
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        if start_point == "noise":
+            return noise * self.scheduler.init_noise_sigma
+        encoded = self.vae.encode(image.to(device=device, dtype=self.vae.dtype) * 2 - 1).latent_dist.mode()
+        encoded = (encoded * self.vae.config.scaling_factor).to(dtype)
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(0)
+        return self.scheduler.add_noise(encoded, noise, timestep.repeat(shape[0]))
+
+    def predict_noise(
+        self,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        text_embeds: torch.Tensor,
+        image_embeds: torch.Tensor,
+        structure: torch.Tensor,
+        conditioning_scale: float,
+    ) -> torch.Tensor:
+        """One ControlNet + UNet evaluation (the model input is already scaled by the scheduler)."""
+        down, mid = self.controlnet(
+            latents,
+            t,
+            encoder_hidden_states=text_embeds,
+            controlnet_cond=structure,
+            image_embeds=image_embeds,
+            conditioning_scale=conditioning_scale,
+            cross_attention_kwargs=self.cross_attention_kwargs,
+            return_dict=False,
+        )
+        return self.unet(
+            latents,
+            t,
+            encoder_hidden_states=text_embeds,
+            image_embeds=image_embeds,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+            cross_attention_kwargs=self.cross_attention_kwargs,
+            return_dict=False,
+        )[0]
+
+    def predict_noise_tiled(
+        self,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        text_embeds: torch.Tensor,
+        image_embeds: torch.Tensor,
+        structure: torch.Tensor,
+        conditioning_scale: float,
+        tile: int,
+        overlap: int,
+    ) -> torch.Tensor:
+        """Noise prediction over overlapping latent tiles, blended with Gaussian weights (one pass if it fits)."""
+        height, width = latents.shape[-2:]
+        if height <= tile and width <= tile:
+            return self.predict_noise(latents, t, text_embeds, image_embeds, structure, conditioning_scale)
+        total = torch.zeros_like(latents)
+        weight_sum = torch.zeros_like(latents[:1, :1])
+        for top in tile_starts(height, tile, overlap):
+            for left in tile_starts(width, tile, overlap):
+                rows, cols = slice(top, top + tile), slice(left, left + tile)
+                prediction = self.predict_noise(
+                    latents[..., rows, cols], t, text_embeds, image_embeds, structure[..., rows, cols], conditioning_scale
+                )
+                weights = gaussian_weights(*prediction.shape[-2:], device=latents.device, dtype=latents.dtype)
+                total[..., rows, cols] += prediction * weights
+                weight_sum[..., rows, cols] += weights
+        return total / weight_sum
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE decode to `[0, 1]`."""
+        image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+        return (image.float() / 2 + 0.5).clamp(0, 1)
+
+    def _format_images(self, images: torch.Tensor, output_type: str):
+        if output_type == "pt":
+            return images
+        array = self.image_processor.pt_to_numpy(images)
+        return array if output_type == "np" else self.image_processor.numpy_to_pil(array)
+
+    # ------------------------------------------------------------------ call
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: PipelineImageInput = None,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = DEFAULT_NEGATIVE_PROMPT,
+        added_prompt: str | None = DEFAULT_ADDED_PROMPT,
+        upscale: float = 4,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        conditioning_scale: float = 1.0,
+        start_point: str = "lr",
+        num_images_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int = 64,
+        color_fix: str | None = "wavelet",
+        output_type: str = "pil",
+        return_dict: bool = True,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> SSPIRPipelineOutput | tuple:
+        r"""
+        Restores low-quality images.
+
+        Args:
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
+                The low-quality image(s), all of one size. RGBA, grayscale and 16-bit images are converted to RGB;
+                arrays/tensors are HWC/CHW with values in `[0, 1]` (or uint8/uint16).
+            prompt (`str` or `list[str]`, *optional*):
+                What the image shows. Defaults to the captioner's description (an empty caption without a
+                captioner). `added_prompt` is appended either way.
+            negative_prompt (`str` or `list[str]`, *optional*, defaults to `"dotted, noise, blur, lowres, smooth"`):
+                Used with classifier-free guidance.
+            added_prompt (`str`, *optional*, defaults to `"clean, high-resolution, 8k"`):
+                Appended to every prompt; `None` or `""` to disable.
+            upscale (`float`, defaults to 4):
+                Output size = round(input size × upscale), exactly, whatever the divisibility of the input.
+            num_inference_steps (`int`, defaults to 50): denoising steps.
+            guidance_scale (`float`, defaults to 7.5): text classifier-free guidance; `<= 1` disables it.
+            conditioning_scale (`float`, defaults to 1.0): scale of the ControlNet residuals.
+            start_point (`str`, defaults to `"lr"`):
+                `"lr"`: start from the upscaled image's latent noised to the scheduler's first timestep;
+                `"noise"`: start from pure noise.
+            num_images_per_prompt (`int`, defaults to 1): restorations per input image.
+            eta (`float`, defaults to 0.0): DDIM's η; ignored by other schedulers.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                For reproducible results; a list gives one generator per output image.
+            latents (`torch.Tensor`, *optional*): starting latents (replaces `start_point`), of the padded size.
+            prompt_embeds (`torch.Tensor`, *optional*): text embeddings instead of `prompt` (no caption is made).
+            negative_prompt_embeds (`torch.Tensor`, *optional*): text embeddings instead of `negative_prompt`.
+            tile_size (`int`, *optional*):
+                Denoise in overlapping square tiles of this many output pixels, blended with Gaussian weights in
+                latent space, and encode/decode with the VAE's tiling: for outputs too large for memory. `None`
+                processes the whole image at once.
+            tile_overlap (`int`, defaults to 64): overlap of neighbouring tiles, in output pixels.
+            color_fix (`str`, *optional*, defaults to `"wavelet"`):
+                Colour correction towards the upscaled input: `"wavelet"`, `"adain"` or `None`.
+            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
+            return_dict (`bool`, defaults to `True`): return an [`SSPIRPipelineOutput`] instead of a tuple.
+            cross_attention_kwargs (`dict`, *optional*): passed to the attention processors (e.g. `{"scale": 0.5}`
+                for LoRA).
+            callback_on_step_end (`Callable`, *optional*):
+                Called after each step as `callback_on_step_end(pipe, step, timestep, callback_kwargs)`; may return
+                a dict with new values of the tensors it asked for.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`):
+                Tensors given to the callback, among `pipe._callback_tensor_inputs`.
+
+        Returns:
+            [`SSPIRPipelineOutput`] or `tuple`: `(images, prompts, structure_images)`.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+
+        images = to_tensor_batch(image, argument_name="image")
+        self.check_inputs(
+            images, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, upscale, num_inference_steps,
+            num_images_per_prompt, start_point, color_fix, tile_size, tile_overlap, output_type, generator,
+            callback_on_step_end_tensor_inputs,
+        )  # fmt: skip
+        self._guidance_scale = guidance_scale
+        self._cross_attention_kwargs = cross_attention_kwargs
+        self._interrupt = False
+        device = self._execution_device
+        batch_size = len(images)
+        outputs = batch_size * num_images_per_prompt
+
+        # 1. Upscale to the exact output size, pad to the VAE's multiple.
+        height, width = (round(s * upscale) for s in images[0].shape[-2:])
+        low_quality = torch.stack(images).to(device)
+        upscaled = F.interpolate(low_quality, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+        padded, _ = pad_to_multiple(upscaled, self.vae_scale_factor)
+
+        # 2. Prompts: explicit semantic prior.
+        if prompt_embeds is None:
+            captions = [prompt] * batch_size if isinstance(prompt, str) else prompt
+            if captions is None:
+                captions = self.caption(list(upscaled))
+            prompts = [self.join_prompt(c, added_prompt) for c in captions]
+            negatives = [negative_prompt or ""] * batch_size if not isinstance(negative_prompt, list) else negative_prompt
+            windows = self.num_prompt_windows(prompts + (negatives if self.do_classifier_free_guidance else []))
+            prompt_embeds = self.encode_prompt(prompts, device, num_windows=windows)
+            if self.do_classifier_free_guidance and negative_prompt_embeds is None:
+                negative_prompt_embeds = self.encode_prompt(negatives, device, num_windows=windows)
+        else:
+            prompts = [""] * batch_size
+            prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
+            if self.do_classifier_free_guidance and negative_prompt_embeds is None:
+                tokens = prompt_embeds.shape[1] // self.tokenizer.model_max_length
+                negative_prompt_embeds = self.encode_prompt(
+                    [negative_prompt if isinstance(negative_prompt, str) else ""] * batch_size, device, tokens
+                )
+        if negative_prompt_embeds is not None:
+            negative_prompt_embeds = negative_prompt_embeds.to(device).expand(batch_size, -1, -1)
+
+        # 3. Implicit semantic prior and structure prior.
+        image_embeds = self.encode_image(upscaled)
+        structure = self.structure_processor(padded.to(self.structure_processor.dtype))
+        features = structure.features
+
+        repeat = lambda x: x.repeat_interleave(num_images_per_prompt, dim=0)  # noqa: E731
+        prompt_embeds, image_embeds, features = repeat(prompt_embeds), repeat(image_embeds), repeat(features)
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        if self.do_classifier_free_guidance:
+            negative_prompt_embeds = repeat(negative_prompt_embeds)
+
+        # 4. Timesteps and starting latents.
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        self.seed_scheduler_noise(generator)
+        timesteps = self.scheduler.timesteps
+        dtype = self.unet.dtype
+        use_vae_tiling = tile_size is not None and not self.vae.use_tiling
+        if use_vae_tiling:
+            self.vae.enable_tiling()
+        try:
+            latents = self.prepare_latents(
+                repeat(padded), timesteps[:1], start_point, generator, latents, dtype
+            )
+            extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+
+            if self.do_classifier_free_guidance:
+                text_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+                image_embeds, features = torch.cat([image_embeds] * 2), torch.cat([features] * 2)
+            else:
+                text_embeds = prompt_embeds
+            text_embeds, image_embeds, features = (x.to(dtype) for x in (text_embeds, image_embeds, features))
+            latent_tile = tile_size // self.vae_scale_factor if tile_size else None
+            latent_overlap = tile_overlap // self.vae_scale_factor
+
+            # 5. Denoising loop.
+            num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+            self._num_timesteps = len(timesteps)
+            with self.progress_bar(total=num_inference_steps) as progress_bar:
+                for i, t in enumerate(timesteps):
+                    if self.interrupt:
+                        continue
+                    model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                    model_input = self.scheduler.scale_model_input(model_input, t)
+                    if latent_tile is None:
+                        noise_pred = self.predict_noise(
+                            model_input, t, text_embeds, image_embeds, features, conditioning_scale
+                        )
+                    else:
+                        noise_pred = self.predict_noise_tiled(
+                            model_input, t, text_embeds, image_embeds, features, conditioning_scale,
+                            latent_tile, latent_overlap,
+                        )  # fmt: skip
+                    if self.do_classifier_free_guidance:
+                        noise_uncond, noise_text = noise_pred.chunk(2)
+                        noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
+                    latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+
+                    if callback_on_step_end is not None:
+                        local = {"latents": latents, "prompt_embeds": prompt_embeds,
+                                 "negative_prompt_embeds": negative_prompt_embeds, "image_embeds": image_embeds}  # fmt: skip
+                        callback_kwargs = {k: local[k] for k in callback_on_step_end_tensor_inputs}
+                        callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                        latents = callback_outputs.pop("latents", latents)
+                    if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                        progress_bar.update()
+
+            if output_type == "latent":
+                self.maybe_free_model_hooks()
+                return SSPIRPipelineOutput(images=latents, prompts=prompts) if return_dict else (latents, prompts, None)
+
+            # 6. Decode, crop to the exact size, colour fix.
+            restored = self.decode_latents(latents)[..., :height, :width]
+        finally:
+            if use_vae_tiling:
+                self.vae.disable_tiling()
+        restored = apply_color_fix(restored, repeat(upscaled).float(), color_fix).clamp(0, 1)
+        structure_rgb = repeat(structure.rgb[0].float())
+        structure_rgb = F.interpolate(
+            structure_rgb, size=(padded.shape[-2], padded.shape[-1]), mode="bilinear", align_corners=False
+        )[..., :height, :width].clamp(0, 1)
+
+        self.maybe_free_model_hooks()
+        images_out = self._format_images(restored.cpu(), output_type)
+        structure_out = self._format_images(structure_rgb.cpu(), output_type)
+        if not return_dict:
+            return images_out, prompts, structure_out
+        return SSPIRPipelineOutput(images=images_out, prompts=prompts, structure_images=structure_out)

@@ -1,0 +1,91 @@
+"""Building an untrained SSP-IR from a Stable Diffusion folder or pipeline: the start of every training run."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline, UniPCMultistepScheduler
+
+import tiny
+from diffusers_sspir import FixedCaptioner, SSPIRControlNetModel, SSPIRPipeline, SSPIRUNet2DConditionModel
+
+from .test_pipeline_sspir import call_kwargs
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    sd = StableDiffusionPipeline(
+        **tiny.make_stable_diffusion_components(), safety_checker=None, feature_extractor=None,
+        image_encoder=None, requires_safety_checker=False,
+    )  # fmt: skip
+    sd.save_pretrained(root / "sd")
+    tiny.make_image_encoder().save_pretrained(root / "clip")
+    tiny.make_feature_extractor().save_pretrained(root / "clip")
+    return sd, root / "sd", root / "clip"
+
+
+def build(folders, **kwargs):
+    sd, sd_folder, clip_folder = folders
+    pipe = SSPIRPipeline.from_stable_diffusion(sd_folder, image_encoder=clip_folder, image_embed_dim=12, **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_builds_from_folders_with_sd_weights_and_zero_branches(folders):
+    sd = folders[0]
+    pipe = build(folders)
+    assert isinstance(pipe.unet, SSPIRUNet2DConditionModel) and isinstance(pipe.controlnet, SSPIRControlNetModel)
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    sspir_state = pipe.unet.state_dict()
+    for key, value in sd.unet.state_dict().items():
+        torch.testing.assert_close(sspir_state[key], value, rtol=0, atol=0)
+    branches = {k: v for k, v in sspir_state.items() if ".processor." in k and "to_out" in k}
+    assert branches and all(v.abs().max() == 0 for v in branches.values())
+    assert pipe.structure_processor.conv_out.weight.abs().max() == 0
+    assert pipe.image_refiner.config.in_dim == 16 and pipe.image_refiner.config.out_dim == 12
+    torch.testing.assert_close(
+        pipe.controlnet.down_blocks.state_dict()["0.resnets.0.conv1.weight"],
+        sd.unet.down_blocks.state_dict()["0.resnets.0.conv1.weight"],
+    )
+
+
+def test_untrained_model_denoises_exactly_like_stable_diffusion(folders):
+    sd = folders[0]
+    pipe = build(folders)
+    latents, t, text = torch.randn(1, 4, 8, 8), torch.tensor(400), torch.randn(1, 7, 16)
+    with torch.no_grad():
+        features = pipe.structure_processor(torch.rand(1, 3, 64, 64)).features
+        down, mid = pipe.controlnet(latents, t, text, features, image_embeds=torch.randn(1, 4, 12), return_dict=False)
+        assert all(r.abs().max() == 0 for r in (*down, mid))
+        ours = pipe.unet(latents, t, text, image_embeds=torch.randn(1, 4, 12), down_block_additional_residuals=down,
+                         mid_block_additional_residual=mid).sample  # fmt: skip
+        stock = sd.unet(latents, t, text).sample
+    torch.testing.assert_close(ours, stock, rtol=0, atol=0)
+
+
+def test_builds_from_a_loaded_pipeline_with_overrides(folders):
+    sd, _, clip_folder = folders
+    scheduler = UniPCMultistepScheduler.from_config(sd.scheduler.config)
+    pipe = SSPIRPipeline.from_stable_diffusion(
+        sd, image_encoder=tiny.make_image_encoder(), feature_extractor=tiny.make_feature_extractor(),
+        captioner=FixedCaptioner("a bridge"), image_embed_dim=12, scheduler=scheduler,
+    )  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.scheduler is scheduler
+    assert pipe(**call_kwargs()).prompts[0].startswith("a bridge")
+
+
+def test_untrained_pipeline_saves_and_loads(folders, tmp_path):
+    pipe = build(folders)
+    expected = pipe(**call_kwargs()).images
+    pipe.save_pretrained(tmp_path)
+    loaded = SSPIRPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(torch.from_numpy(loaded(**call_kwargs()).images), torch.from_numpy(expected))
+
+
+def test_errors(folders):
+    sd = folders[0]
+    with pytest.raises(TypeError, match="unknown components"):
+        SSPIRPipeline.from_stable_diffusion(sd, image_encoder=tiny.make_image_encoder(), refiner=None)
+    with pytest.raises(ValueError, match="`feature_extractor` is required"):
+        SSPIRPipeline.from_stable_diffusion(sd, image_encoder=tiny.make_image_encoder(), image_embed_dim=12)

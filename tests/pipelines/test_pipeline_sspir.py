@@ -1,0 +1,266 @@
+"""SSPIRPipeline checks in the spirit of diffusers' PipelineTesterMixin, on tiny random components."""
+
+import inspect
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+
+import tiny
+from diffusers_sspir import FixedCaptioner, SSPIRPipeline, SSPIRPipelineOutput
+from diffusers_sspir.pipelines.pipeline_sspir import DEFAULT_ADDED_PROMPT
+
+STEPS = 2
+
+
+def make_pipe(seed=0, **kwargs) -> SSPIRPipeline:
+    pipe = SSPIRPipeline(**tiny.make_sspir_components(seed), **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def make_image(height=9, width=7, seed=0) -> np.ndarray:
+    return np.random.RandomState(seed).rand(height, width, 3).astype(np.float32)
+
+
+def call_kwargs(**overrides):
+    kwargs = dict(
+        image=make_image(), upscale=2, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    )  # fmt: skip
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return make_pipe()
+
+
+def test_output_size_matches_input_times_upscale(pipe):
+    out = pipe(**call_kwargs())
+    assert isinstance(out, SSPIRPipelineOutput)
+    assert out.images.shape == (1, 18, 14, 3)
+    assert out.structure_images.shape == (1, 18, 14, 3)
+    assert np.isfinite(out.images).all() and 0 <= out.images.min() and out.images.max() <= 1
+    assert out.prompts == [DEFAULT_ADDED_PROMPT]
+
+
+@pytest.mark.parametrize("size,upscale,expected", [((9, 7), 4, (36, 28)), ((13, 5), 3, (39, 15)), ((10, 6), 1.5, (15, 9))])
+def test_exact_output_size_for_odd_sizes(pipe, size, upscale, expected):
+    out = pipe(**call_kwargs(image=make_image(*size), upscale=upscale, num_inference_steps=1))
+    assert out.images.shape[1:3] == expected
+
+
+def test_deterministic_with_generator(pipe):
+    first = pipe(**call_kwargs()).images
+    second = pipe(**call_kwargs()).images
+    np.testing.assert_array_equal(first, second)
+    other = pipe(**call_kwargs(generator=torch.Generator().manual_seed(1))).images
+    assert np.abs(first - other).max() > 1e-4
+
+
+def test_dict_and_tuple_outputs_are_equal(pipe):
+    out = pipe(**call_kwargs())
+    images, prompts, structure = pipe(**call_kwargs(), return_dict=False)
+    np.testing.assert_array_equal(out.images, images)
+    np.testing.assert_array_equal(out.structure_images, structure)
+    assert out.prompts == prompts
+
+
+def test_batch_equals_single(pipe):
+    images = [make_image(seed=0), make_image(seed=1)]
+    prompts = ["a red house", "a green tree"]
+    batched = pipe(**call_kwargs(
+        image=images, prompt=prompts, generator=[torch.Generator().manual_seed(s) for s in (0, 1)]
+    )).images  # fmt: skip
+    for i in range(2):
+        single = pipe(**call_kwargs(image=images[i], prompt=prompts[i], generator=torch.Generator().manual_seed(i)))
+        np.testing.assert_allclose(batched[i], single.images[0], atol=1e-4)
+
+
+def test_num_images_per_prompt(pipe):
+    out = pipe(**call_kwargs(image=[make_image(seed=0), make_image(seed=1)], num_images_per_prompt=3, prompt="a cat"))
+    assert out.images.shape == (6, 18, 14, 3)
+    assert out.structure_images.shape == (6, 18, 14, 3)
+    assert out.prompts == [f"a cat, {DEFAULT_ADDED_PROMPT}"] * 6
+
+
+@pytest.mark.parametrize("output_type", ["pil", "np", "pt", "latent"])
+def test_output_types(pipe, output_type):
+    out = pipe(**call_kwargs(output_type=output_type, num_inference_steps=1))
+    if output_type == "pil":
+        assert isinstance(out.images[0], PIL.Image.Image) and out.images[0].size == (14, 18)
+        assert isinstance(out.structure_images[0], PIL.Image.Image)
+    elif output_type == "pt":
+        assert out.images.shape == (1, 3, 18, 14)
+    elif output_type == "latent":
+        assert out.images.shape == (1, 4, 3, 2)  # padded 24x16 / 8
+        assert out.structure_images is None
+    else:
+        assert out.images.shape == (1, 18, 14, 3)
+
+
+def test_components_match_the_constructor(pipe):
+    init_params = inspect.signature(SSPIRPipeline.__init__).parameters
+    expected = {name for name, p in init_params.items() if name != "self" and p.default is inspect.Parameter.empty}
+    assert set(pipe.components) == expected
+    SSPIRPipeline(**pipe.components)  # components round-trip into the constructor
+
+
+def test_save_load_equality(pipe, tmp_path):
+    expected = pipe(**call_kwargs()).images
+    pipe.save_pretrained(tmp_path)
+    assert not list(tmp_path.rglob("*.bin")), "weights must be saved as safetensors"
+    loaded = SSPIRPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    for name, component in pipe.components.items():
+        assert type(loaded.components[name]) is type(component), name
+    np.testing.assert_array_equal(loaded(**call_kwargs()).images, expected)
+
+
+def test_optional_captioner_survives_save_load(tmp_path):
+    pipe = make_pipe(captioner=FixedCaptioner("a stone wall"))
+    assert pipe(**call_kwargs(num_inference_steps=1)).prompts == [f"a stone wall, {DEFAULT_ADDED_PROMPT}"]
+    pipe.save_pretrained(tmp_path)
+    loaded = SSPIRPipeline.from_pretrained(tmp_path)
+    assert loaded.captioner is None
+    loaded = SSPIRPipeline.from_pretrained(tmp_path, captioner=FixedCaptioner("a lake"))
+    assert loaded(**call_kwargs(num_inference_steps=1)).prompts == [f"a lake, {DEFAULT_ADDED_PROMPT}"]
+
+
+def test_captioner_can_be_swapped_and_prompt_wins(pipe):
+    pipe.captioner = FixedCaptioner("a dog")
+    try:
+        assert pipe(**call_kwargs(num_inference_steps=1)).prompts == [f"a dog, {DEFAULT_ADDED_PROMPT}"]
+        assert pipe(**call_kwargs(num_inference_steps=1, prompt="a cat", added_prompt=None)).prompts == ["a cat"]
+    finally:
+        pipe.captioner = None
+
+
+def test_generic_diffusion_pipeline_loader(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = DiffusionPipeline.from_pretrained(tmp_path, custom_pipeline="pipeline_sspir", trust_remote_code=True)
+    assert type(loaded).__name__ == "SSPIRPipeline"
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(loaded(**call_kwargs()).images, pipe(**call_kwargs()).images)
+
+
+def test_missing_component_error_names_component_and_folder(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    for path in (tmp_path / "structure_processor").iterdir():
+        path.unlink()
+    (tmp_path / "structure_processor").rmdir()
+    with pytest.raises(OSError, match=r"missing the component `structure_processor`") as error:
+        SSPIRPipeline.from_pretrained(tmp_path)
+    assert str(tmp_path) in str(error.value)
+
+
+def test_to_dtype(tmp_path):
+    pipe = make_pipe().to(torch.bfloat16)
+    assert pipe.unet.dtype == torch.bfloat16 and pipe.controlnet.dtype == torch.bfloat16
+    out = pipe(**call_kwargs(output_type="pt"))
+    assert out.images.dtype == torch.float32 and torch.isfinite(out.images).all()
+
+
+def test_classifier_free_guidance_on_and_off():
+    pipe = make_pipe()
+    calls = []
+    original = pipe.encode_prompt
+    pipe.encode_prompt = lambda prompt, *a, **k: calls.append(list(prompt)) or original(prompt, *a, **k)
+    without = pipe(**call_kwargs(guidance_scale=1.0)).images
+    assert calls == [[DEFAULT_ADDED_PROMPT]]
+    with_cfg = pipe(**call_kwargs(guidance_scale=7.5)).images
+    assert calls[-1] == ["dotted, noise, blur, lowres, smooth"]
+    assert np.abs(without - with_cfg).max() > 1e-4
+
+
+def test_callback_receives_tensors_and_can_change_latents(pipe):
+    seen = []
+
+    def callback(p, step, timestep, tensors):
+        seen.append((step, sorted(tensors)))
+        assert tensors["latents"].shape == (1, 4, 3, 2)
+        assert tensors["image_embeds"].shape[-1] == tiny.IMAGE_EMBED_DIM
+        return {"latents": torch.zeros_like(tensors["latents"])}
+
+    out = pipe(**call_kwargs(
+        output_type="latent", callback_on_step_end=callback,
+        callback_on_step_end_tensor_inputs=["latents", "prompt_embeds", "image_embeds"],
+    ))  # fmt: skip
+    assert [step for step, _ in seen] == list(range(STEPS))
+    assert seen[0][1] == ["image_embeds", "latents", "prompt_embeds"]
+    assert out.images.abs().max() == 0
+
+
+def test_prompt_embeds_replace_prompt(pipe):
+    embeds = pipe.encode_prompt([f"a cat, {DEFAULT_ADDED_PROMPT}"], torch.device("cpu"))
+    negative = pipe.encode_prompt(["dotted, noise, blur, lowres, smooth"], torch.device("cpu"))
+    from_embeds = pipe(**call_kwargs(prompt_embeds=embeds, negative_prompt_embeds=negative)).images
+    from_text = pipe(**call_kwargs(prompt="a cat")).images
+    np.testing.assert_allclose(from_embeds, from_text, atol=1e-6)
+
+
+def test_long_prompts_use_up_to_four_windows(pipe):
+    def tokens(words):
+        return pipe.encode_prompt([" ".join(["ab"] * words)], torch.device("cpu")).shape[1]
+
+    # "ab" is two tokens ("a", "b</w>") in the tiny vocabulary; windows hold 75 tokens.
+    assert [tokens(n) for n in (1, 37, 38, 75, 150, 400)] == [77, 77, 154, 154, 308, 308]
+    out = pipe(**call_kwargs(prompt=" ".join(["ab"] * 100), num_inference_steps=1))
+    assert out.images.shape == (1, 18, 14, 3)
+
+
+def test_tiled_equals_untiled_when_one_tile_covers_the_image(pipe):
+    untiled = pipe(**call_kwargs()).images
+    tiled = pipe(**call_kwargs(tile_size=64, tile_overlap=16)).images
+    np.testing.assert_allclose(tiled, untiled, atol=1e-5)
+    assert not pipe.vae.use_tiling
+
+
+def test_tiling_over_several_tiles(pipe):
+    out = pipe(**call_kwargs(image=make_image(20, 12), upscale=4, tile_size=64, tile_overlap=32, output_type="pt"))
+    assert out.images.shape == (1, 3, 80, 48) and torch.isfinite(out.images).all()
+    calls = []
+    original = pipe.predict_noise
+    pipe.predict_noise = lambda latents, *a: calls.append(latents.shape[-2:]) or original(latents, *a)
+    try:
+        pipe(**call_kwargs(image=make_image(20, 12), upscale=4, tile_size=64, tile_overlap=32, num_inference_steps=1))
+    finally:
+        del pipe.predict_noise
+    assert len(calls) == 2 and all(tuple(c) == (8, 6) for c in calls)  # 10x6 latent: two 8-row tiles
+
+
+@pytest.mark.parametrize("color_fix", ["wavelet", "adain", None])
+def test_color_fix_options(pipe, color_fix):
+    out = pipe(**call_kwargs(color_fix=color_fix, num_inference_steps=1))
+    assert out.images.shape == (1, 18, 14, 3)
+
+
+def test_start_point_lr_noises_to_the_first_timestep():
+    pipe = make_pipe()
+    seen = []
+    original = pipe.scheduler.add_noise
+    pipe.scheduler.add_noise = lambda x, noise, t: seen.append(t.clone()) or original(x, noise, t)
+    pipe(**call_kwargs(num_inference_steps=50))
+    assert seen[0].tolist() == [981]
+    seen.clear()
+    noise_start = pipe(**call_kwargs(start_point="noise")).images
+    assert not seen
+    assert noise_start.shape == (1, 18, 14, 3)
+
+
+def test_cpu_offload_sequence_names_every_model(pipe):
+    names = pipe.model_cpu_offload_seq.split("->")
+    models = {name for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
+    assert set(names) == models and len(names) == len(set(names))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="model CPU offload needs an accelerator")
+def test_model_cpu_offload_runs():
+    pipe = make_pipe()
+    expected = pipe(**call_kwargs()).images
+    pipe.enable_model_cpu_offload()
+    np.testing.assert_allclose(pipe(**call_kwargs()).images, expected, atol=1e-3)

@@ -1,0 +1,45 @@
+"""The pipeline runs with every Karras scheduler that fits Stable Diffusion 1.5."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+import diffusers
+from diffusers.schedulers import KarrasDiffusionSchedulers
+
+from .test_pipeline_sspir import call_kwargs, make_pipe
+
+# EDMEulerScheduler is for EDM-parameterised models, not SD-1.5's discrete DDPM training.
+NOT_FOR_SD = {"EDMEulerScheduler"}
+NEEDS = {"DPMSolverSDEScheduler": "torchsde"}
+# Stable Diffusion 1.5 ships PNDM with `skip_prk_steps=True`; the PRK warm-up needs more steps than these tests run.
+SD_OPTIONS = {"PNDMScheduler": {"skip_prk_steps": True}}
+SCHEDULERS = [s.name for s in KarrasDiffusionSchedulers if s.name not in NOT_FOR_SD]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return make_pipe()
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+@pytest.mark.parametrize("start_point", ["lr", "noise"])
+def test_every_scheduler(pipe, name, start_point):
+    if name in NEEDS and importlib.util.find_spec(NEEDS[name]) is None:
+        pytest.skip(f"{name} needs {NEEDS[name]}")
+    pipe.scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config, **SD_OPTIONS.get(name, {}))
+    first = pipe(**call_kwargs(num_inference_steps=3, start_point=start_point)).images
+    second = pipe(**call_kwargs(num_inference_steps=3, start_point=start_point)).images
+    assert first.shape == (1, 18, 14, 3) and np.isfinite(first).all()
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("name,first", [("DDIMScheduler", 981), ("UniPCMultistepScheduler", 999)])
+def test_lr_start_uses_the_schedulers_first_timestep(pipe, name, first):
+    pipe.scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config)
+    seen = []
+    original = pipe.scheduler.add_noise
+    pipe.scheduler.add_noise = lambda x, noise, t: seen.append(int(t[0])) or original(x, noise, t)
+    pipe(**call_kwargs(num_inference_steps=50, guidance_scale=1.0))
+    assert seen == [first]
