@@ -1,5 +1,6 @@
 """SSPIRPipeline: realistic image restoration with semantic and structure priors (SSP-IR) on Stable Diffusion."""
 
+import contextlib
 import inspect
 import os
 from collections.abc import Callable
@@ -100,7 +101,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
 
     model_cpu_offload_seq = "text_encoder->image_encoder->image_refiner->structure_processor->controlnet->unet->vae"
     _optional_components = []
-    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds", "image_embeds"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "image_embeds", "structure_features"]
 
     def __init__(
         self,
@@ -441,6 +442,49 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     def num_prompt_windows(self, prompt: list[str]) -> int:
         return max(len(self._tokenize_windows(p)) for p in prompt)
 
+    def prepare_prompt_embeds(
+        self,
+        images: torch.Tensor,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None,
+        added_prompt: str | None,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+        device: torch.device,
+    ) -> tuple[list[str], torch.Tensor, torch.Tensor | None]:
+        r"""
+        The explicit semantic prior: captions (from `prompt`, else the captioner) joined with `added_prompt`, and
+        their text embeddings; negative embeddings when classifier-free guidance is on. Positive and negative
+        embeddings get the same number of 77-token windows.
+
+        Returns:
+            `tuple`: the prompts used (one per image; empty strings with `prompt_embeds`), the prompt embeddings and
+            the negative prompt embeddings (`None` without guidance), each with one row per image.
+        """
+        batch_size = images.shape[0]
+        negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * batch_size
+        if prompt_embeds is None:
+            captions = [prompt] * batch_size if isinstance(prompt, str) else prompt
+            prompts = [self.join_prompt(c, added_prompt) for c in captions or self.caption(list(images))]
+            guided = negatives if self.do_classifier_free_guidance and negative_prompt_embeds is None else []
+            windows = self.num_prompt_windows(prompts + guided)
+            prompt_embeds = self.encode_prompt(prompts, device, num_windows=windows)
+        else:
+            prompts = [""] * batch_size
+            prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
+            windows = prompt_embeds.shape[1] // self.tokenizer.model_max_length
+        if not self.do_classifier_free_guidance:
+            return prompts, prompt_embeds, None
+        if negative_prompt_embeds is None:
+            negative_prompt_embeds = self.encode_prompt(negatives, device, num_windows=windows)
+        negative_prompt_embeds = negative_prompt_embeds.to(device).expand(batch_size, -1, -1)
+        if negative_prompt_embeds.shape[1] != prompt_embeds.shape[1]:
+            raise ValueError(
+                f"The negative prompt needs {negative_prompt_embeds.shape[1]} tokens but the prompt has "
+                f"{prompt_embeds.shape[1]}: shorten the negative prompt or pass matching `prompt_embeds`."
+            )
+        return prompts, prompt_embeds, negative_prompt_embeds
+
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         r"""
         Implicit semantic prior: CLIP patch tokens of the (upscaled) low-quality image, without the class token,
@@ -481,6 +525,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     def prepare_latents(
         self,
         image: torch.Tensor,
+        num_images_per_prompt: int,
         timestep: torch.Tensor,
         start_point: str,
         generator,
@@ -489,10 +534,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     ) -> torch.Tensor:
         r"""
         Starting latents: given `latents`; pure noise scaled by the scheduler (`start_point="noise"`); or the VAE
-        latent of the upscaled image noised to the scheduler's actual first timestep (`start_point="lr"`).
+        latent of the upscaled (padded) image noised to the scheduler's actual first timestep (`start_point="lr"`).
         """
         device = self._execution_device
-        shape = (image.shape[0], self.vae.config.latent_channels, *(s // self.vae_scale_factor for s in image.shape[-2:]))
+        batch = image.shape[0] * num_images_per_prompt
+        shape = (batch, self.vae.config.latent_channels, *(s // self.vae_scale_factor for s in image.shape[-2:]))
         if latents is not None:
             if tuple(latents.shape) != shape:
                 raise ValueError(f"`latents` must have shape {shape} for this input, got {tuple(latents.shape)}.")
@@ -501,10 +547,22 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if start_point == "noise":
             return noise * self.scheduler.init_noise_sigma
         encoded = self.vae.encode(image.to(device=device, dtype=self.vae.dtype) * 2 - 1).latent_dist.mode()
-        encoded = (encoded * self.vae.config.scaling_factor).to(dtype)
+        encoded = (encoded * self.vae.config.scaling_factor).to(dtype).repeat_interleave(num_images_per_prompt, dim=0)
         if hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(0)
-        return self.scheduler.add_noise(encoded, noise, timestep.repeat(shape[0]))
+        return self.scheduler.add_noise(encoded, noise, timestep.repeat(batch))
+
+    @contextlib.contextmanager
+    def vae_tiling(self, enabled: bool):
+        """Switches the VAE's tiled encode/decode on for the duration (if it is not on already)."""
+        switch = enabled and not self.vae.use_tiling
+        if switch:
+            self.vae.enable_tiling()
+        try:
+            yield
+        finally:
+            if switch:
+                self.vae.disable_tiling()
 
     def predict_noise(
         self,
@@ -652,7 +710,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 Called after each step as `callback_on_step_end(pipe, step, timestep, callback_kwargs)`; may return
                 a dict with new values of the tensors it asked for.
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`):
-                Tensors given to the callback, among `pipe._callback_tensor_inputs`.
+                Tensors given to the callback, among `pipe._callback_tensor_inputs`: `latents`, `prompt_embeds`
+                (with guidance: negative and positive rows concatenated, as the models see them), `image_embeds` and
+                `structure_features`. Tensors the callback returns replace them for the next steps.
 
         Returns:
             [`SSPIRPipelineOutput`] or `tuple`: `(images, prompts, structure_images)`.
@@ -680,107 +740,75 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         upscaled = F.interpolate(low_quality, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
         padded, _ = pad_to_multiple(upscaled, self.vae_scale_factor)
 
-        # 2. Prompts: explicit semantic prior.
-        if prompt_embeds is None:
-            captions = [prompt] * batch_size if isinstance(prompt, str) else prompt
-            if captions is None:
-                captions = self.caption(list(upscaled))
-            prompts = [self.join_prompt(c, added_prompt) for c in captions]
-            negatives = [negative_prompt or ""] * batch_size if not isinstance(negative_prompt, list) else negative_prompt
-            windows = self.num_prompt_windows(prompts + (negatives if self.do_classifier_free_guidance else []))
-            prompt_embeds = self.encode_prompt(prompts, device, num_windows=windows)
-            if self.do_classifier_free_guidance and negative_prompt_embeds is None:
-                negative_prompt_embeds = self.encode_prompt(negatives, device, num_windows=windows)
-        else:
-            prompts = [""] * batch_size
-            prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
-            if self.do_classifier_free_guidance and negative_prompt_embeds is None:
-                tokens = prompt_embeds.shape[1] // self.tokenizer.model_max_length
-                negative_prompt_embeds = self.encode_prompt(
-                    [negative_prompt if isinstance(negative_prompt, str) else ""] * batch_size, device, tokens
-                )
-        if negative_prompt_embeds is not None:
-            negative_prompt_embeds = negative_prompt_embeds.to(device).expand(batch_size, -1, -1)
-
-        # 3. Implicit semantic prior and structure prior.
+        # 2. Semantic priors (caption → text tokens; CLIP image tokens) and the structure prior.
+        prompts, prompt_embeds, negative_prompt_embeds = self.prepare_prompt_embeds(
+            upscaled, prompt, negative_prompt, added_prompt, prompt_embeds, negative_prompt_embeds, device
+        )
         image_embeds = self.encode_image(upscaled)
         structure = self.structure_processor(padded.to(self.structure_processor.dtype))
-        features = structure.features
 
         repeat = lambda x: x.repeat_interleave(num_images_per_prompt, dim=0)  # noqa: E731
-        prompt_embeds, image_embeds, features = repeat(prompt_embeds), repeat(image_embeds), repeat(features)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        dtype = self.unet.dtype
+        prompt_embeds, image_embeds = repeat(prompt_embeds).to(dtype), repeat(image_embeds).to(dtype)
+        structure_features = repeat(structure.features).to(dtype)
         if self.do_classifier_free_guidance:
-            negative_prompt_embeds = repeat(negative_prompt_embeds)
+            prompt_embeds = torch.cat([repeat(negative_prompt_embeds).to(dtype), prompt_embeds])
+            image_embeds, structure_features = torch.cat([image_embeds] * 2), torch.cat([structure_features] * 2)
 
-        # 4. Timesteps and starting latents.
+        # 3. Timesteps and starting latents.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         self.seed_scheduler_noise(generator)
         timesteps = self.scheduler.timesteps
-        dtype = self.unet.dtype
-        use_vae_tiling = tile_size is not None and not self.vae.use_tiling
-        if use_vae_tiling:
-            self.vae.enable_tiling()
-        try:
+        with self.vae_tiling(tile_size is not None):
             latents = self.prepare_latents(
-                repeat(padded), timesteps[:1], start_point, generator, latents, dtype
+                padded, num_images_per_prompt, timesteps[:1], start_point, generator, latents, dtype
             )
-            extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        latent_tile = tile_size // self.vae_scale_factor if tile_size else None
+        latent_overlap = tile_overlap // self.vae_scale_factor
 
-            if self.do_classifier_free_guidance:
-                text_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
-                image_embeds, features = torch.cat([image_embeds] * 2), torch.cat([features] * 2)
-            else:
-                text_embeds = prompt_embeds
-            text_embeds, image_embeds, features = (x.to(dtype) for x in (text_embeds, image_embeds, features))
-            latent_tile = tile_size // self.vae_scale_factor if tile_size else None
-            latent_overlap = tile_overlap // self.vae_scale_factor
+        # 4. Denoising loop.
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                model_input = self.scheduler.scale_model_input(model_input, t)
+                conditioning = (prompt_embeds, image_embeds, structure_features, conditioning_scale)
+                if latent_tile is None:
+                    noise_pred = self.predict_noise(model_input, t, *conditioning)
+                else:
+                    noise_pred = self.predict_noise_tiled(model_input, t, *conditioning, latent_tile, latent_overlap)
+                if self.do_classifier_free_guidance:
+                    noise_uncond, noise_text = noise_pred.chunk(2)
+                    noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
+                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 
-            # 5. Denoising loop.
-            num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
-            self._num_timesteps = len(timesteps)
-            with self.progress_bar(total=num_inference_steps) as progress_bar:
-                for i, t in enumerate(timesteps):
-                    if self.interrupt:
-                        continue
-                    model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
-                    model_input = self.scheduler.scale_model_input(model_input, t)
-                    if latent_tile is None:
-                        noise_pred = self.predict_noise(
-                            model_input, t, text_embeds, image_embeds, features, conditioning_scale
-                        )
-                    else:
-                        noise_pred = self.predict_noise_tiled(
-                            model_input, t, text_embeds, image_embeds, features, conditioning_scale,
-                            latent_tile, latent_overlap,
-                        )  # fmt: skip
-                    if self.do_classifier_free_guidance:
-                        noise_uncond, noise_text = noise_pred.chunk(2)
-                        noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
-                    latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    available = {"latents": latents, "prompt_embeds": prompt_embeds, "image_embeds": image_embeds,
+                                 "structure_features": structure_features}  # fmt: skip
+                    callback_kwargs = {name: available[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                    latents = callback_outputs.pop("latents", latents)
+                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                    image_embeds = callback_outputs.pop("image_embeds", image_embeds)
+                    structure_features = callback_outputs.pop("structure_features", structure_features)
+                if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                    progress_bar.update()
 
-                    if callback_on_step_end is not None:
-                        local = {"latents": latents, "prompt_embeds": prompt_embeds,
-                                 "negative_prompt_embeds": negative_prompt_embeds, "image_embeds": image_embeds}  # fmt: skip
-                        callback_kwargs = {k: local[k] for k in callback_on_step_end_tensor_inputs}
-                        callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                        latents = callback_outputs.pop("latents", latents)
-                    if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
-                        progress_bar.update()
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            return SSPIRPipelineOutput(images=latents, prompts=prompts) if return_dict else (latents, prompts, None)
 
-            if output_type == "latent":
-                self.maybe_free_model_hooks()
-                return SSPIRPipelineOutput(images=latents, prompts=prompts) if return_dict else (latents, prompts, None)
-
-            # 6. Decode, crop to the exact size, colour fix.
+        # 5. Decode, crop to the exact size, colour fix towards the upscaled input.
+        with self.vae_tiling(tile_size is not None):
             restored = self.decode_latents(latents)[..., :height, :width]
-        finally:
-            if use_vae_tiling:
-                self.vae.disable_tiling()
         restored = apply_color_fix(restored, repeat(upscaled).float(), color_fix).clamp(0, 1)
-        structure_rgb = repeat(structure.rgb[0].float())
         structure_rgb = F.interpolate(
-            structure_rgb, size=(padded.shape[-2], padded.shape[-1]), mode="bilinear", align_corners=False
+            repeat(structure.rgb[0].float()), size=padded.shape[-2:], mode="bilinear", align_corners=False
         )[..., :height, :width].clamp(0, 1)
 
         self.maybe_free_model_hooks()
