@@ -173,3 +173,27 @@ def test_processor_rejects_a_kernel_with_weights():
         DualPriorAttnProcessor(8, 2, 4, image_embed_dim=4, kernel=torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="must be given together"):
         DualPriorAttnProcessor(8, 2, 4, pixel_embed_dim=8)
+
+
+@pytest.mark.parametrize("name", ["unet", "controlnet"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    def gradients(checkpointing):
+        model = tiny.make_sspir_components()[name].train()
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        if name == "unet":
+            out = model(**unet_inputs(), image_embeds=image_embeds()).sample
+        else:
+            residuals = model(
+                torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor(500),
+                torch.randn(2, 7, 16, generator=torch.Generator().manual_seed(1)), torch.ones(2, 8, 16, 16),
+                image_embeds=image_embeds(),
+            ).down_block_res_samples  # fmt: skip
+            out = torch.cat([r.flatten() for r in residuals])
+        out.square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if ".processor." in n and p.grad is not None}
+
+    plain, checkpointed = gradients(False), gradients(True)
+    assert plain.keys() == checkpointed.keys() and plain
+    for key in plain:
+        torch.testing.assert_close(checkpointed[key], plain[key], rtol=1e-4, atol=1e-6)

@@ -99,7 +99,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             pipeline (pass it to `from_pretrained` or assign `pipe.captioner`).
     """
 
-    model_cpu_offload_seq = "text_encoder->image_encoder->image_refiner->structure_processor->controlnet->unet->vae"
+    # The ControlNet is called with the UNet at every step, so it stays out of the chain (as in diffusers' ControlNet
+    # pipelines): `enable_model_cpu_offload` gives it its own hook, it is loaded once and offloaded after the call.
+    model_cpu_offload_seq = "text_encoder->image_encoder->image_refiner->structure_processor->unet->vae"
     _optional_components = []
     _callback_tensor_inputs = ["latents", "prompt_embeds", "image_embeds", "structure_features"]
 
@@ -543,7 +545,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             if tuple(latents.shape) != shape:
                 raise ValueError(f"`latents` must have shape {shape} for this input, got {tuple(latents.shape)}.")
             return latents.to(device=device, dtype=dtype)
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        # Drawn in float32 so that a generator gives the same noise whatever the model dtype.
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
         if start_point == "noise":
             return noise * self.scheduler.init_noise_sigma
         encoded = self.vae.encode(image.to(device=device, dtype=self.vae.dtype) * 2 - 1).latent_dist.mode()
