@@ -18,7 +18,6 @@ from diffusers_sspir.image_ops import (
     wavelet_color_fix,
 )
 
-
 H, W = 5, 7
 
 

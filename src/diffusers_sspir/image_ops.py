@@ -27,7 +27,6 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-
 __all__ = [
     "adain_color_fix",
     "apply_color_fix",
@@ -418,9 +417,9 @@ def apply_color_fix(image: torch.Tensor, source: torch.Tensor, method: str | Non
     _check_image_pair(image, source, same_spatial=False)
     if source.shape[-2:] != image.shape[-2:]:
         source_dtype = source.dtype
-        source = F.interpolate(
-            _upcast(source), size=tuple(image.shape[-2:]), mode="bicubic", align_corners=False
-        ).to(source_dtype)
+        source = F.interpolate(_upcast(source), size=tuple(image.shape[-2:]), mode="bicubic", align_corners=False).to(
+            source_dtype
+        )
     if method == "wavelet":
         return wavelet_color_fix(image, source)
     return adain_color_fix(image, source)

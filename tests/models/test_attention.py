@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+import tiny
 import torch
 from diffusers import ControlNetModel
 from diffusers.models.attention_processor import (
@@ -13,7 +14,6 @@ from diffusers.models.attention_processor import (
     SlicedAttnProcessor,
 )
 
-import tiny
 from diffusers_sspir import DualPriorAttnProcessor, SSPIRControlNetModel, SSPIRUNet2DConditionModel
 
 

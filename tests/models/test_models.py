@@ -3,9 +3,9 @@
 import json
 
 import pytest
+import tiny
 import torch
 
-import tiny
 from diffusers_sspir import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 
 
@@ -38,7 +38,11 @@ def controlnet_case():
 
 def structure_case():
     model = tiny.make_sspir_components()["structure_processor"]
-    return model, dict(image=torch.rand(2, 3, 32, 24)), lambda out: torch.cat([out.features.flatten(), out.rgb[0].flatten()])
+    return (
+        model,
+        dict(image=torch.rand(2, 3, 32, 24)),
+        lambda out: torch.cat([out.features.flatten(), out.rgb[0].flatten()]),
+    )
 
 
 def refiner_case():

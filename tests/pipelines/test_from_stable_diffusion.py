@@ -1,10 +1,10 @@
 """Building an untrained SSP-IR from a Stable Diffusion folder or pipeline: the start of every training run."""
 
 import pytest
+import tiny
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, UniPCMultistepScheduler
 
-import tiny
 from diffusers_sspir import FixedCaptioner, SSPIRControlNetModel, SSPIRPipeline, SSPIRUNet2DConditionModel
 
 from .test_pipeline_sspir import call_kwargs

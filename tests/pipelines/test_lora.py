@@ -41,7 +41,9 @@ def test_unet_and_text_encoder_lora_round_trip(tmp_path, with_text_encoder):
     pipe.unet.add_adapter(lora_config())
     text_layers = None
     if with_text_encoder:
-        pipe.text_encoder.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+        pipe.text_encoder.add_adapter(
+            LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        )
         text_layers = get_peft_model_state_dict(pipe.text_encoder)
     with_lora = run(pipe)
     assert np.abs(with_lora - base).max() > 1e-4

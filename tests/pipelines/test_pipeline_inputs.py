@@ -26,7 +26,9 @@ BAD_INPUTS = {
     "prompt batch": (dict(prompt=["a", "b"]), ValueError, "`prompt` has 2 entries but 1 images"),
     "negative prompt batch": (dict(negative_prompt=["a", "b"]), ValueError, "`negative_prompt` has 2 entries"),
     "generator batch": (
-        dict(generator=[torch.Generator().manual_seed(0)] * 2), ValueError, "`generator` is a list of 2 generators"
+        dict(generator=[torch.Generator().manual_seed(0)] * 2),
+        ValueError,
+        "`generator` is a list of 2 generators",
     ),
     "prompt type": (dict(prompt=3), TypeError, "`prompt` must be a string or a list of strings"),
     "tile_overlap >= tile_size": (dict(tile_size=64, tile_overlap=64), ValueError, r"`tile_overlap` \(64\)"),

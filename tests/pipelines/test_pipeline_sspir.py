@@ -5,10 +5,10 @@ import inspect
 import numpy as np
 import PIL.Image
 import pytest
+import tiny
 import torch
 from diffusers import DiffusionPipeline
 
-import tiny
 from diffusers_sspir import FixedCaptioner, SSPIRPipeline, SSPIRPipelineOutput
 from diffusers_sspir.pipelines.pipeline_sspir import DEFAULT_ADDED_PROMPT
 
@@ -48,7 +48,9 @@ def test_output_size_matches_input_times_upscale(pipe):
     assert out.prompts == [DEFAULT_ADDED_PROMPT]
 
 
-@pytest.mark.parametrize("size,upscale,expected", [((9, 7), 4, (36, 28)), ((13, 5), 3, (39, 15)), ((10, 6), 1.5, (15, 9))])
+@pytest.mark.parametrize(
+    "size,upscale,expected", [((9, 7), 4, (36, 28)), ((13, 5), 3, (39, 15)), ((10, 6), 1.5, (15, 9))]
+)
 def test_exact_output_size_for_odd_sizes(pipe, size, upscale, expected):
     out = pipe(**call_kwargs(image=make_image(*size), upscale=upscale, num_inference_steps=1))
     assert out.images.shape[1:3] == expected

@@ -2,10 +2,9 @@
 
 import importlib.util
 
+import diffusers
 import numpy as np
 import pytest
-import torch
-import diffusers
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
 from .test_pipeline_sspir import call_kwargs, make_pipe

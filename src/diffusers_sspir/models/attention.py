@@ -21,6 +21,8 @@ from diffusers.models.attention_processor import Attention, AttnProcessor, AttnP
 from diffusers.utils import logging
 from torch import nn
 
+from ._utils import place_like
+
 logger = logging.get_logger(__name__)
 
 
@@ -127,7 +129,7 @@ class DualPriorAttnProcessor(nn.Module):
             pixel_index=pixel_index,
             kernel=kernel,
         )
-        return processor.to(device=attn.to_q.weight.device, dtype=attn.to_q.weight.dtype)
+        return place_like(processor, attn)
 
     @property
     def branches(self) -> list[Attention]:

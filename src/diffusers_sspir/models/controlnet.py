@@ -8,7 +8,7 @@ from diffusers.models.controlnets.controlnet import ControlNetModel, ControlNetO
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up here)
 from torch import nn
 
-from ._config import extend_init_signature, keyword
+from ._utils import extend_init_signature, keyword, place_like
 from .attention import DualPriorAttentionMixin, DualPriorInputs, install_dual_prior_processors
 from .unet import SSPIRUNet2DConditionModel
 
@@ -36,9 +36,7 @@ class SSPIRControlNetModel(DualPriorAttentionMixin, ControlNetModel):
         install_dual_prior_processors(self, image_embed_dim=image_embed_dim, pixel_attention=False)
 
     @classmethod
-    def from_unet(
-        cls, unet: SSPIRUNet2DConditionModel, load_weights_from_unet: bool = True
-    ) -> "SSPIRControlNetModel":
+    def from_unet(cls, unet: SSPIRUNet2DConditionModel, load_weights_from_unet: bool = True) -> "SSPIRControlNetModel":
         r"""
         Builds the ControlNet from an SSP-IR UNet: same encoder configuration, and (by default) a copy of its
         `conv_in`, time embedding, down and mid blocks, including their image branches. The zero convolutions start
@@ -56,9 +54,7 @@ class SSPIRControlNetModel(DualPriorAttentionMixin, ControlNetModel):
         # Reuse diffusers' config mapping and weight copy; only the constructor gains the image branch width.
         factory = functools.partial(cls, image_embed_dim=unet.config.image_embed_dim)
         controlnet = ControlNetModel.from_unet.__func__(factory, unet, load_weights_from_unet=load_weights_from_unet)
-        if controlnet.dtype != unet.dtype or controlnet.device != unet.device:
-            controlnet = controlnet.to(device=unet.device, dtype=unet.dtype)
-        return controlnet
+        return place_like(controlnet, unet)
 
     def load_lora_adapter(self, pretrained_model_name_or_path_or_dict, prefix: str | None = None, **kwargs) -> None:
         r"""

@@ -5,7 +5,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up here)
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel, UNet2DConditionOutput
 
-from ._config import extend_init_signature, keyword
+from ._utils import extend_init_signature, keyword, place_like
 from .attention import DualPriorAttentionMixin, DualPriorInputs, install_dual_prior_processors
 
 
@@ -28,7 +28,9 @@ class SSPIRUNet2DConditionModel(DualPriorAttentionMixin, UNet2DConditionModel):
 
     @register_to_config
     @extend_init_signature(
-        UNet2DConditionModel.__init__, image_embed_dim=keyword(512, "int | None"), pixel_attention=keyword(True, "bool")
+        UNet2DConditionModel.__init__,
+        image_embed_dim=keyword(512, "int | None"),
+        pixel_attention=keyword(True, "bool"),
     )
     def __init__(self, *, image_embed_dim: int | None = 512, pixel_attention: bool = True, **unet_kwargs):
         super().__init__(**unet_kwargs)
@@ -52,7 +54,7 @@ class SSPIRUNet2DConditionModel(DualPriorAttentionMixin, UNet2DConditionModel):
         """
         config = {k: v for k, v in unet.config.items() if not k.startswith("_")}
         config.update(image_embed_dim=image_embed_dim, pixel_attention=pixel_attention)
-        model = cls.from_config(config).to(device=unet.device, dtype=unet.dtype)
+        model = place_like(cls.from_config(config), unet)
         result = model.load_state_dict(unet.state_dict(), strict=False)
         not_branches = [key for key in result.missing_keys if ".processor." not in key]
         if result.unexpected_keys or not_branches:

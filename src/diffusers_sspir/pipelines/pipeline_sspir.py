@@ -24,6 +24,7 @@ from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPV
 from ..captioners import Captioner
 from ..image_ops import apply_color_fix, gaussian_weights, pad_to_multiple, tile_starts, to_tensor_batch
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
+from ..models._utils import place_like
 
 logger = logging.get_logger(__name__)
 
@@ -216,15 +217,16 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if "controlnet" not in overrides:
             components["controlnet"] = SSPIRControlNetModel.from_unet(unet)
         if "structure_processor" not in overrides:
-            components["structure_processor"] = StructureProcessor(
-                conditioning_embedding_channels=unet.config.block_out_channels[0]
-            ).to(device=unet.device, dtype=unet.dtype)
+            components["structure_processor"] = place_like(
+                StructureProcessor(conditioning_embedding_channels=unet.config.block_out_channels[0]), unet
+            )
         if "image_refiner" not in overrides:
-            components["image_refiner"] = ImageTokenRefiner(
+            refiner = ImageTokenRefiner(
                 in_dim=image_encoder.config.hidden_size,
                 hidden_dim=image_encoder.config.hidden_size,
                 out_dim=unet.config.image_embed_dim,
-            ).to(device=unet.device, dtype=unet.dtype)
+            )
+            components["image_refiner"] = place_like(refiner, unet)
         components.update(image_encoder=image_encoder, feature_extractor=feature_extractor, captioner=captioner)
         components.update(overrides)
         return cls(**components)
@@ -322,7 +324,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         height, width = next(iter(sizes))
         if round(height * upscale) < 1 or round(width * upscale) < 1:
             raise ValueError(f"`upscale`={upscale} turns the {height}x{width} input into an empty image.")
-        for name, value in (("num_inference_steps", num_inference_steps), ("num_images_per_prompt", num_images_per_prompt)):
+        for name, value in (
+            ("num_inference_steps", num_inference_steps),
+            ("num_images_per_prompt", num_images_per_prompt),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
         if start_point not in START_POINTS:
@@ -332,10 +337,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         if tile_size is not None:
-            if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 8 * self.vae_scale_factor:
-                raise ValueError(
-                    f"`tile_size` must be an integer >= {8 * self.vae_scale_factor} (output pixels), got {tile_size!r}."
-                )
+            smallest = 8 * self.vae_scale_factor
+            if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < smallest:
+                raise ValueError(f"`tile_size` must be an integer >= {smallest} (output pixels), got {tile_size!r}.")
             if not isinstance(tile_overlap, int) or tile_overlap < 0 or tile_overlap >= tile_size:
                 raise ValueError(
                     f"`tile_overlap` ({tile_overlap!r}) must be an integer >= 0 and smaller than `tile_size` "
@@ -412,7 +416,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             chunks = chunks[:MAX_PROMPT_WINDOWS]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return [
-            [tokenizer.bos_token_id, *chunk, tokenizer.eos_token_id] + [pad] * (window - len(chunk)) for chunk in chunks
+            [tokenizer.bos_token_id, *chunk, tokenizer.eos_token_id] + [pad] * (window - len(chunk))
+            for chunk in chunks
         ]
 
     def encode_prompt(
@@ -619,7 +624,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             for left in tile_starts(width, tile, overlap):
                 rows, cols = slice(top, top + tile), slice(left, left + tile)
                 prediction = self.predict_noise(
-                    latents[..., rows, cols], t, text_embeds, image_embeds, structure[..., rows, cols], conditioning_scale
+                    latents[..., rows, cols],
+                    t,
+                    text_embeds,
+                    image_embeds,
+                    structure[..., rows, cols],
+                    conditioning_scale,
                 )
                 weights = gaussian_weights(*prediction.shape[-2:], device=latents.device, dtype=latents.dtype)
                 total[..., rows, cols] += prediction * weights
@@ -734,8 +744,6 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
         device = self._execution_device
-        batch_size = len(images)
-        outputs = batch_size * num_images_per_prompt
 
         # 1. Upscale to the exact output size, pad to the VAE's multiple.
         height, width = (round(s * upscale) for s in images[0].shape[-2:])

@@ -1,7 +1,9 @@
-"""Config plumbing shared by the SSP-IR subclasses of diffusers models."""
+"""Plumbing shared by the SSP-IR subclasses of diffusers models."""
 
 import inspect
 from collections.abc import Callable
+
+import torch
 
 
 def extend_init_signature(base_init: Callable, **extra: inspect.Parameter) -> Callable:
@@ -17,8 +19,10 @@ def extend_init_signature(base_init: Callable, **extra: inspect.Parameter) -> Ca
         base = inspect.signature(base_init)
         params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in base.parameters.values()]
         self_param, base_params = params[0].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD), params[1:]
-        new = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=p.default, annotation=p.annotation)
-               for name, p in extra.items()]
+        new = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=p.default, annotation=p.annotation)
+            for name, p in extra.items()
+        ]
         init.__signature__ = inspect.Signature([self_param, *base_params, *new])
         return init
 
@@ -28,3 +32,13 @@ def extend_init_signature(base_init: Callable, **extra: inspect.Parameter) -> Ca
 def keyword(default, annotation=inspect.Parameter.empty) -> inspect.Parameter:
     """A keyword-only parameter description for [`extend_init_signature`]."""
     return inspect.Parameter("_", inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def place_like(model: torch.nn.Module, reference: torch.nn.Module) -> torch.nn.Module:
+    """Moves `model` to the device and dtype of `reference`'s parameters, calling `.to` only when something changes
+    (diffusers' `ModelMixin.to` warns on every dtype cast)."""
+    parameter = next(reference.parameters())
+    current = next(model.parameters(), None)
+    if current is None or (current.device, current.dtype) == (parameter.device, parameter.dtype):
+        return model
+    return model.to(device=parameter.device, dtype=parameter.dtype)
