@@ -137,3 +137,21 @@ def make_sspir_components(seed: int = 0, trained: bool = True) -> dict:
         for i, name in enumerate(("unet", "controlnet", "structure_processor")):
             randomize_branches(components[name], seed=seed + i)
     return components
+
+
+def save_stable_diffusion(root) -> tuple:
+    """Saves a tiny Stable Diffusion pipeline and a tiny CLIP vision encoder (with its processor) under `root`, as
+    `from_stable_diffusion` finds real checkpoints; returns `(sd_pipeline, sd_folder, clip_folder)`."""
+    from diffusers import StableDiffusionPipeline
+
+    sd = StableDiffusionPipeline(
+        **make_stable_diffusion_components(),
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    sd.save_pretrained(root / "sd")
+    make_image_encoder().save_pretrained(root / "clip")
+    make_feature_extractor().save_pretrained(root / "clip")
+    return sd, root / "sd", root / "clip"

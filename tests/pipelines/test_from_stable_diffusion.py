@@ -3,7 +3,7 @@
 import pytest
 import tiny
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline, UniPCMultistepScheduler
+from diffusers import DDIMScheduler, UniPCMultistepScheduler
 
 from diffusers_sspir import FixedCaptioner, SSPIRControlNetModel, SSPIRPipeline, SSPIRUNet2DConditionModel
 
@@ -12,15 +12,7 @@ from .test_pipeline_sspir import call_kwargs
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("checkpoints")
-    sd = StableDiffusionPipeline(
-        **tiny.make_stable_diffusion_components(), safety_checker=None, feature_extractor=None,
-        image_encoder=None, requires_safety_checker=False,
-    )  # fmt: skip
-    sd.save_pretrained(root / "sd")
-    tiny.make_image_encoder().save_pretrained(root / "clip")
-    tiny.make_feature_extractor().save_pretrained(root / "clip")
-    return sd, root / "sd", root / "clip"
+    return tiny.save_stable_diffusion(tmp_path_factory.mktemp("checkpoints"))
 
 
 def build(folders, **kwargs):

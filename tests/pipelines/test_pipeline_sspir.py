@@ -175,7 +175,7 @@ def test_classifier_free_guidance_on_and_off():
     without = pipe(**call_kwargs(guidance_scale=1.0)).images
     assert calls == [[DEFAULT_ADDED_PROMPT]]
     with_cfg = pipe(**call_kwargs(guidance_scale=7.5)).images
-    assert calls[-1] == ["dotted, noise, blur, lowres, smooth"]
+    assert calls[-1] == ["dotted, noise, blur, lowres, smooth", DEFAULT_ADDED_PROMPT]
     assert np.abs(without - with_cfg).max() > 1e-4
 
 

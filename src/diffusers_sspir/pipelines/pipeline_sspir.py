@@ -17,7 +17,7 @@ from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils import BaseOutput, logging
+from diffusers.utils import BaseOutput, logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
 
@@ -406,7 +406,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         """Splits a prompt into windows of `model_max_length - 2` tokens, each wrapped in BOS/EOS and padded."""
         tokenizer = self.tokenizer
         window = tokenizer.model_max_length - 2
-        ids = tokenizer(prompt, add_special_tokens=False, truncation=False).input_ids
+        ids = tokenizer(prompt, add_special_tokens=False, truncation=False, verbose=False).input_ids
         chunks = [ids[i : i + window] for i in range(0, len(ids), window)] or [[]]
         if len(chunks) > MAX_PROMPT_WINDOWS:
             logger.warning(
@@ -446,9 +446,6 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         embeds = self.text_encoder(ids.flatten(0, 1))[0]
         return embeds.unflatten(0, (len(prompt), count)).flatten(1, 2)
 
-    def num_prompt_windows(self, prompt: list[str]) -> int:
-        return max(len(self._tokenize_windows(p)) for p in prompt)
-
     def prepare_prompt_embeds(
         self,
         images: torch.Tensor,
@@ -473,9 +470,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if prompt_embeds is None:
             captions = [prompt] * batch_size if isinstance(prompt, str) else prompt
             prompts = [self.join_prompt(c, added_prompt) for c in captions or self.caption(list(images))]
-            guided = negatives if self.do_classifier_free_guidance and negative_prompt_embeds is None else []
-            windows = self.num_prompt_windows(prompts + guided)
-            prompt_embeds = self.encode_prompt(prompts, device, num_windows=windows)
+            if self.do_classifier_free_guidance and negative_prompt_embeds is None:
+                # One text-encoder pass for both; they share the number of windows.
+                negative_prompt_embeds, prompt_embeds = self.encode_prompt(negatives + prompts, device).chunk(2)
+            else:
+                prompt_embeds = self.encode_prompt(prompts, device)
+            windows = prompt_embeds.shape[1] // self.tokenizer.model_max_length
         else:
             prompts = [""] * batch_size
             prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
@@ -650,6 +650,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     # ------------------------------------------------------------------ call
 
     @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
         image: PipelineImageInput = None,
@@ -726,6 +727,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 Tensors given to the callback, among `pipe._callback_tensor_inputs`: `latents`, `prompt_embeds`
                 (with guidance: negative and positive rows concatenated, as the models see them), `image_embeds` and
                 `structure_features`. Tensors the callback returns replace them for the next steps.
+
+        Examples:
 
         Returns:
             [`SSPIRPipelineOutput`] or `tuple`: `(images, prompts, structure_images)`.
