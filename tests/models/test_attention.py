@@ -112,6 +112,9 @@ def branch_state(model):
         pytest.param(lambda m: m.set_attn_processor(dict(m.attn_processors)), id="set_attn_processor(dict)"),
         pytest.param(lambda m: m.fuse_qkv_projections(), id="fuse_qkv_projections"),
         pytest.param(lambda m: m.set_attention_slice(1), id="set_attention_slice"),
+        pytest.param(
+            lambda m: m.set_use_memory_efficient_attention_xformers(False), id="disable_xformers_memory_efficient"
+        ),
     ],
 )
 def test_switches_keep_the_branches(trained_unet, switch):

@@ -69,11 +69,18 @@ def test_lora_scale_through_cross_attention_kwargs(tmp_path):
     base = run(pipe)
     torch.manual_seed(0)
     pipe.unet.add_adapter(lora_config())
-    SSPIRPipeline.save_lora_weights(tmp_path, unet_lora_layers=get_peft_model_state_dict(pipe.unet))
+    pipe.text_encoder.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False))
+    SSPIRPipeline.save_lora_weights(
+        tmp_path,
+        unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+        text_encoder_lora_layers=get_peft_model_state_dict(pipe.text_encoder),
+    )
     fresh = make_pipe()
     fresh.load_lora_weights(tmp_path, adapter_name="domain")
     scaled_off = fresh(**call_kwargs(cross_attention_kwargs={"scale": 0.0})).images
-    np.testing.assert_allclose(scaled_off, base, atol=1e-5)
+    np.testing.assert_allclose(scaled_off, base, atol=1e-5)  # scale 0 switches off UNet and text-encoder LoRA
+    full = fresh(**call_kwargs(cross_attention_kwargs={"scale": 1.0})).images
+    assert np.abs(full - base).max() > 1e-4
 
 
 def test_controlnet_lora_round_trip(tmp_path):

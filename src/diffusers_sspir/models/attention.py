@@ -1,7 +1,8 @@
 """Dual-prior attention: SSP-IR's image and pixel cross-attention branches as a diffusers attention processor.
 
-In every cross-attention layer (`attn2` of each `BasicTransformerBlock`) of the SSP-IR UNet and ControlNet the query
-goes through, in order:
+In every cross-attention layer (`attn2` of each `BasicTransformerBlock`) of the SSP-IR UNet and ControlNet the
+normalised hidden state goes through, in order (each step sees the state as the previous steps updated it, and the
+layer returns the sum of the three updates to the residual stream):
 
 1. image cross-attention: keys/values are the refined CLIP image tokens (new, trainable);
 2. text cross-attention: SD's own `attn2` projections with the text tokens (frozen);
@@ -14,6 +15,7 @@ all three steps is delegated to one *kernel* processor (`AttnProcessor2_0`, i.e.
 kernel keeps the branches.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -162,18 +164,22 @@ class DualPriorAttnProcessor(nn.Module):
         else:
             inputs = DualPriorInputs(text_embeds=encoder_hidden_states)
 
+        # The branches act like blocks applied one after another on the residual stream (image → text → pixel),
+        # each seeing the stream as the previous ones left it; the layer returns the sum of their updates.
+        update = None
         if self.image_attn is not None and inputs.image_embeds is not None:
-            hidden_states = hidden_states + self.image_attn(hidden_states, encoder_hidden_states=inputs.image_embeds)
+            update = self.image_attn(hidden_states, encoder_hidden_states=inputs.image_embeds)
+            hidden_states = hidden_states + update
 
         kernel_kwargs = {} if temb is None else {"temb": temb}  # not every kernel takes `temb`
-        hidden_states = self.kernel(attn, hidden_states, inputs.text_embeds, attention_mask, **kernel_kwargs)
+        text = self.kernel(attn, hidden_states, inputs.text_embeds, attention_mask, **kernel_kwargs)
+        update = text if update is None else update + text
 
         if self.pixel_attn is not None and inputs.pixel_embeds is not None:
             pixel_tokens = inputs.pixel_embeds[self.pixel_index].flatten(2).transpose(1, 2)
-            hidden_states = hidden_states + self.pixel_attn(
-                self.pixel_norm(hidden_states), encoder_hidden_states=pixel_tokens
-            )
-        return hidden_states
+            query = self.pixel_norm(hidden_states + text)
+            update = update + self.pixel_attn(query, encoder_hidden_states=pixel_tokens)
+        return update
 
     def extra_repr(self) -> str:
         return f"kernel={type(self.kernel).__name__}, pixel_index={self.pixel_index}"
@@ -245,8 +251,9 @@ class DualPriorAttentionMixin:
     - `set_attn_processor` with a kernel processor (`AttnProcessor2_0()`, `AttnProcessor()`, `XFormersAttnProcessor()`,
       ...) installs it as the kernel of the dual-prior layers and as the processor of the others; a processor with
       weights of its own on a dual-prior layer raises instead of discarding the branches;
-    - `set_default_attn_processor`, `fuse_qkv_projections`/`unfuse_qkv_projections` and `set_attention_slice` keep
-      the branches.
+    - `set_default_attn_processor`, `fuse_qkv_projections`/`unfuse_qkv_projections`, `set_attention_slice` and
+      `set_use_memory_efficient_attention_xformers` (the pipeline's `enable_attention_slicing`,
+      `enable_xformers_memory_efficient_attention`, ...) keep the branches.
     """
 
     def _attention_layers(self) -> dict[str, Attention]:
@@ -317,15 +324,25 @@ class DualPriorAttentionMixin:
             processors[name].set_kernel(kernel)
         self._unfused_kernels = {}
 
-    def set_attention_slice(self, slice_size) -> None:
+    def _with_branches_hidden(self, switch: Callable[[], None]) -> None:
+        """Runs a diffusers switch that sets processors per `Attention` module (attention slicing, xformers) with the
+        dual-prior processors taken off their layers, then puts them back with the new processor as their kernel."""
         layers = self._attention_layers()
         duals = {name: layers[name].processor for name in self._dual_prior_processors()}
-        for name, dual in duals.items():  # hide the branches so diffusers' recursion sees the stock layers
+        for name, dual in duals.items():
             layers[name].set_processor(dual.kernel)
         try:
-            super().set_attention_slice(slice_size)
+            switch()
         finally:
             for name, dual in duals.items():
                 kernel = layers[name].processor
                 layers[name].set_processor(dual)
                 dual.set_kernel(kernel)
+
+    def set_attention_slice(self, slice_size) -> None:
+        switch = super().set_attention_slice
+        self._with_branches_hidden(lambda: switch(slice_size))
+
+    def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op: Callable | None = None) -> None:
+        switch = super().set_use_memory_efficient_attention_xformers
+        self._with_branches_hidden(lambda: switch(valid, attention_op))

@@ -17,7 +17,14 @@ from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils import BaseOutput, logging, replace_example_docstring
+from diffusers.utils import (
+    USE_PEFT_BACKEND,
+    BaseOutput,
+    logging,
+    replace_example_docstring,
+    scale_lora_layers,
+    unscale_lora_layers,
+)
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
 
@@ -187,7 +194,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             dtype_kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
             parts = {
                 "vae": AutoencoderKL.from_pretrained(sd, subfolder="vae", **dtype_kwargs),
-                "text_encoder": CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", **dtype_kwargs),
+                "text_encoder": CLIPTextModel.from_pretrained(
+                    sd, subfolder="text_encoder", **({"dtype": torch_dtype} if torch_dtype is not None else {})
+                ),
                 "tokenizer": CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"),
                 "unet": UNet2DConditionModel.from_pretrained(sd, subfolder="unet", **dtype_kwargs),
                 "scheduler": DDIMScheduler.from_pretrained(sd, subfolder="scheduler"),
@@ -262,13 +271,14 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         stub so that `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir",
         trust_remote_code=True)` also loads the folder. The captioner is not saved.
         """
-        super().save_pretrained(save_directory, **kwargs)
+        os.makedirs(save_directory, exist_ok=True)  # the stub goes first, so that `push_to_hub=True` uploads it
         with open(os.path.join(save_directory, "pipeline_sspir.py"), "w", encoding="utf-8") as stub:
             stub.write(
                 '"""Lets `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", '
                 'trust_remote_code=True)` load this folder (needs `pip install diffusers-sspir`)."""\n\n'
                 "from diffusers_sspir.pipelines.pipeline_sspir import SSPIRPipeline  # noqa: F401\n"
             )
+        super().save_pretrained(save_directory, **kwargs)
 
     # ------------------------------------------------------------------ properties
 
@@ -420,15 +430,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             for chunk in chunks
         ]
 
-    def encode_prompt(
-        self,
-        prompt: list[str],
-        device: torch.device,
-        num_windows: int | None = None,
-    ) -> torch.Tensor:
+    def encode_prompt(self, prompt: list[str], device: torch.device, num_windows: int | None = None) -> torch.Tensor:
         r"""
-        Encodes prompts with the CLIP text encoder; a long prompt is split into up to 4 windows of 75 tokens, each
-        encoded separately (with BOS/EOS) and concatenated, as in the paper: 77, 154, 231 or 308 tokens.
+        Encodes prompts with the CLIP text encoder. As in the paper, a long prompt is split into up to 4 windows of 75
+        tokens, each wrapped in BOS/EOS and encoded separately; the windows are concatenated without the BOS/EOS
+        between them, giving 77, 152, 227 or 302 tokens.
 
         Args:
             prompt (`list[str]`): the prompts.
@@ -437,14 +443,20 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 prompt needs), so that batches and their negative prompts line up.
 
         Returns:
-            `torch.Tensor`: `(len(prompt), windows * model_max_length, hidden_size)`.
+            `torch.Tensor`: `(len(prompt), 2 + 75 * windows, hidden_size)`.
         """
         windows = [self._tokenize_windows(p) for p in prompt]
         count = max([len(w) for w in windows] + [num_windows or 1])
         empty = self._tokenize_windows("")[0]
         ids = torch.tensor([w + [empty] * (count - len(w)) for w in windows], device=device)
-        embeds = self.text_encoder(ids.flatten(0, 1))[0]
-        return embeds.unflatten(0, (len(prompt), count)).flatten(1, 2)
+        embeds = self.text_encoder(ids.flatten(0, 1))[0].unflatten(0, (len(prompt), count))
+        if count == 1:
+            return embeds[:, 0]
+        first, middle, last = embeds[:, 0, :-1], embeds[:, 1:-1, 1:-1].flatten(1, 2), embeds[:, -1, 1:]
+        return torch.cat([first, middle, last], dim=1)
+
+    def _windows_in(self, prompt_embeds: torch.Tensor) -> int:
+        return (prompt_embeds.shape[1] - 2) // (self.tokenizer.model_max_length - 2)
 
     def prepare_prompt_embeds(
         self,
@@ -467,6 +479,28 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         """
         batch_size = images.shape[0]
         negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * batch_size
+        with self.text_encoder_lora_scale():
+            return self._prepare_prompt_embeds(
+                images, prompt, negatives, added_prompt, prompt_embeds, negative_prompt_embeds, device
+            )
+
+    @contextlib.contextmanager
+    def text_encoder_lora_scale(self):
+        """Applies `cross_attention_kwargs["scale"]` to the text encoder's LoRA layers too, as diffusers' Stable
+        Diffusion pipelines do."""
+        scale = (self.cross_attention_kwargs or {}).get("scale")
+        scaled = scale is not None and USE_PEFT_BACKEND
+        if scaled:
+            scale_lora_layers(self.text_encoder, scale)
+        try:
+            yield
+        finally:
+            if scaled:
+                unscale_lora_layers(self.text_encoder, scale)
+
+    def _prepare_prompt_embeds(self, images, prompt, negatives, added_prompt, prompt_embeds, negative_prompt_embeds,
+                               device):  # fmt: skip
+        batch_size = images.shape[0]
         if prompt_embeds is None:
             captions = [prompt] * batch_size if isinstance(prompt, str) else prompt
             prompts = [self.join_prompt(c, added_prompt) for c in captions or self.caption(list(images))]
@@ -475,11 +509,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 negative_prompt_embeds, prompt_embeds = self.encode_prompt(negatives + prompts, device).chunk(2)
             else:
                 prompt_embeds = self.encode_prompt(prompts, device)
-            windows = prompt_embeds.shape[1] // self.tokenizer.model_max_length
+            windows = self._windows_in(prompt_embeds)
         else:
             prompts = [""] * batch_size
             prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
-            windows = prompt_embeds.shape[1] // self.tokenizer.model_max_length
+            windows = self._windows_in(prompt_embeds)
         if not self.do_classifier_free_guidance:
             return prompts, prompt_embeds, None
         if negative_prompt_embeds is None:
