@@ -188,17 +188,16 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         unknown = set(overrides) - set(cls._get_signature_keys(cls)[0])
         if unknown:
             raise TypeError(f"from_stable_diffusion() got unknown components {sorted(unknown)}.")
+        diffusers_dtype = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+        transformers_dtype = {"dtype": torch_dtype} if torch_dtype is not None else {}
         if isinstance(sd, DiffusionPipeline):
             parts = {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
         else:
-            dtype_kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
             parts = {
-                "vae": AutoencoderKL.from_pretrained(sd, subfolder="vae", **dtype_kwargs),
-                "text_encoder": CLIPTextModel.from_pretrained(
-                    sd, subfolder="text_encoder", **({"dtype": torch_dtype} if torch_dtype is not None else {})
-                ),
+                "vae": AutoencoderKL.from_pretrained(sd, subfolder="vae", **diffusers_dtype),
+                "text_encoder": CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", **transformers_dtype),
                 "tokenizer": CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"),
-                "unet": UNet2DConditionModel.from_pretrained(sd, subfolder="unet", **dtype_kwargs),
+                "unet": UNet2DConditionModel.from_pretrained(sd, subfolder="unet", **diffusers_dtype),
                 "scheduler": DDIMScheduler.from_pretrained(sd, subfolder="scheduler"),
             }
         components = {**parts, "scheduler": DDIMScheduler.from_config(parts["scheduler"].config)}
@@ -213,8 +212,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if isinstance(image_encoder, (str, os.PathLike)):
             if feature_extractor is None:
                 feature_extractor = image_encoder
-            dtype_kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
-            image_encoder = CLIPVisionModel.from_pretrained(image_encoder, **dtype_kwargs)
+            image_encoder = CLIPVisionModel.from_pretrained(image_encoder, **transformers_dtype)
         if isinstance(feature_extractor, (str, os.PathLike)):
             feature_extractor = CLIPImageProcessor.from_pretrained(feature_extractor)
         if feature_extractor is None:
