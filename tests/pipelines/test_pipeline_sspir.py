@@ -279,3 +279,14 @@ def test_from_pretrained_with_torch_dtype(pipe, tmp_path, dtype):
     out = loaded(**call_kwargs(output_type="pt")).images
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     assert (out - reference).abs().mean() < 0.05  # half precision follows the float32 result
+
+
+def test_sdpa_is_the_default_kernel_after_loading(pipe, tmp_path):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipe.save_pretrained(tmp_path)
+    loaded = SSPIRPipeline.from_pretrained(tmp_path)
+    for model in (loaded.unet, loaded.controlnet):
+        processors = model._dual_prior_processors().values()
+        assert processors and all(isinstance(p.kernel, AttnProcessor2_0) for p in processors)
+        assert all(isinstance(branch.processor, AttnProcessor2_0) for p in processors for branch in p.branches)
