@@ -116,3 +116,18 @@ def _cast(value, dtype):
     if isinstance(value, tuple):
         return tuple(_cast(v, dtype) for v in value)
     return value
+
+
+def test_stock_checkpoint_is_refused_with_a_pointer_to_from_stable_diffusion(tmp_path):
+    tiny.make_stable_diffusion_components()["unet"].save_pretrained(tmp_path)
+    with pytest.raises(OSError, match="from_stable_diffusion"):
+        SSPIRUNet2DConditionModel.from_pretrained(tmp_path)
+    model, info = SSPIRUNet2DConditionModel.from_pretrained(
+        _saved(tiny.make_sspir_components()["unet"], tmp_path / "sspir"), output_loading_info=True
+    )
+    assert not info["missing_keys"] and isinstance(model, SSPIRUNet2DConditionModel)
+
+
+def _saved(model, path):
+    model.save_pretrained(path)
+    return path

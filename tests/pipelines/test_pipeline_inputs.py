@@ -19,8 +19,13 @@ BAD_INPUTS = {
     "non-image object": (dict(image=object()), TypeError, "image"),
     "a path string": (dict(image="photo.png"), TypeError, "image"),
     "0-pixel image": (dict(image=np.zeros((0, 5, 3), np.float32)), ValueError, "image"),
-    "upscale 0": (dict(upscale=0), ValueError, "`upscale` must be a number > 0"),
-    "upscale negative": (dict(upscale=-2), ValueError, "`upscale` must be a number > 0"),
+    "upscale 0": (dict(upscale=0), ValueError, "`upscale` must be a finite number > 0"),
+    "upscale negative": (dict(upscale=-2), ValueError, "`upscale` must be a finite number > 0"),
+    "upscale inf": (dict(upscale=float("inf")), ValueError, "`upscale` must be a finite number > 0"),
+    "guidance_scale str": (dict(guidance_scale="7"), ValueError, "`guidance_scale` must be a finite number"),
+    "conditioning_scale list": (dict(conditioning_scale=[1.0]), ValueError, "`conditioning_scale` must be"),
+    "prompt_embeds width": (dict(prompt_embeds=torch.zeros(1, 77, 5)), ValueError, r"shape \(batch, tokens, 16\)"),
+    "prompt_embeds tokens": (dict(prompt_embeds=torch.zeros(1, 80, 16)), ValueError, "has 80 tokens"),
     "steps 0": (dict(num_inference_steps=0), ValueError, "`num_inference_steps` must be an integer >= 1"),
     "images per prompt 0": (dict(num_images_per_prompt=0), ValueError, "`num_images_per_prompt`"),
     "prompt batch": (dict(prompt=["a", "b"]), ValueError, "`prompt` has 2 entries but 1 images"),
@@ -41,6 +46,12 @@ BAD_INPUTS = {
     "callback inputs": (dict(callback_on_step_end_tensor_inputs=["noise"]), ValueError, "callback_on_step_end"),
     "latents shape": (dict(latents=torch.zeros(1, 4, 2, 2)), ValueError, "`latents` must have shape"),
 }
+
+
+def test_numpy_scalars_and_default_tile_overlap_are_accepted(pipe):
+    out = pipe(**call_kwargs(upscale=np.float32(2.0), num_inference_steps=np.int64(1), guidance_scale=np.float64(3)))
+    assert out.images.shape == (1, 18, 14, 3)
+    assert pipe(**call_kwargs(num_inference_steps=1, tile_size=64)).images.shape == (1, 18, 14, 3)
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))

@@ -222,6 +222,47 @@ def test_tiled_equals_untiled_when_one_tile_covers_the_image(pipe):
     assert not pipe.vae.use_tiling
 
 
+def test_tile_blend_reproduces_a_pointwise_model_exactly(monkeypatch):
+    """With a model that acts on each latent pixel alone, tiles cannot change the result: the Gaussian blend must
+    then give the untiled prediction everywhere, overlaps and borders included."""
+    import contextlib
+
+    pipe = make_pipe()
+    monkeypatch.setattr(pipe, "predict_noise", lambda latents, *args: torch.tanh(latents * 1.7) - 0.3 * latents)
+    monkeypatch.setattr(pipe, "vae_tiling", lambda enabled: contextlib.nullcontext())  # isolate the latent blend
+    kwargs = call_kwargs(image=make_image(30, 22), upscale=4, output_type="latent", num_inference_steps=3)
+    untiled = pipe(**kwargs).images
+    tiled = pipe(**{**kwargs, "generator": torch.Generator().manual_seed(0)}, tile_size=64, tile_overlap=24).images
+    assert untiled.shape[-2:] == (15, 11)  # several 8-latent tiles in both directions
+    torch.testing.assert_close(tiled, untiled, rtol=1e-5, atol=1e-5)
+
+
+def test_guidance_cutoff_callback(pipe):
+    from diffusers.callbacks import SDCFGCutoffCallback
+
+    out = pipe(**call_kwargs(num_inference_steps=4, callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=0.5)))
+    assert out.images.shape == (1, 18, 14, 3) and np.isfinite(out.images).all()
+    full = pipe(**call_kwargs(num_inference_steps=4)).images
+    assert np.abs(out.images - full).max() > 1e-5
+
+
+def test_sampling_captioner_is_seeded_by_the_generator():
+    seen = []
+
+    class SamplingCaptioner:
+        def __call__(self, images, generator_seed=None):
+            seen.append(generator_seed)
+            return [f"caption {generator_seed}" for _ in images]
+
+    pipe = make_pipe(captioner=SamplingCaptioner())
+    first = pipe(**call_kwargs(num_inference_steps=1))
+    second = pipe(**call_kwargs(num_inference_steps=1))
+    assert seen[0] is not None and seen[0] == seen[1] and first.prompts == second.prompts
+    np.testing.assert_array_equal(first.images, second.images)
+    pipe(**call_kwargs(num_inference_steps=1, generator=None))
+    assert seen[-1] is None
+
+
 def test_tiling_over_several_tiles(pipe):
     out = pipe(**call_kwargs(image=make_image(20, 12), upscale=4, tile_size=64, tile_overlap=32, output_type="pt"))
     assert out.images.shape == (1, 3, 80, 48) and torch.isfinite(out.images).all()

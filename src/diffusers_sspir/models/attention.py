@@ -256,6 +256,23 @@ class DualPriorAttentionMixin:
       `enable_xformers_memory_efficient_attention`, ...) keep the branches.
     """
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        r"""
+        Loads a saved SSP-IR model as diffusers' `from_pretrained` does, and refuses a checkpoint without the SSP-IR
+        branch weights (such as a stock Stable Diffusion UNet), whose branches diffusers would leave uninitialised.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        missing = [key for key in info["missing_keys"] if ".processor." in key]
+        if missing:
+            raise OSError(
+                f"{pretrained_model_name_or_path} has no SSP-IR attention-branch weights (e.g. {missing[0]}): it is "
+                f"not a saved {cls.__name__}. Build SSP-IR from a Stable Diffusion checkpoint with "
+                "`SSPIRPipeline.from_stable_diffusion` (or `SSPIRUNet2DConditionModel.from_stable_diffusion_unet`)."
+            )
+        return (model, info) if output_loading_info else model
+
     def _attention_layers(self) -> dict[str, Attention]:
         layers = {}
 

@@ -1,7 +1,10 @@
 """SSPIRPipeline: realistic image restoration with semantic and structure priors (SSP-IR) on Stable Diffusion."""
 
 import contextlib
+import functools
 import inspect
+import math
+import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +63,17 @@ EXAMPLE_DOC_STRING = """
         >>> print(result.prompts[0])  # the caption the restoration was conditioned on
         ```
 """
+
+
+def is_number(value: Any) -> bool:
+    """A real number that is not a bool (numpy scalars included)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def draw_seed(generator: torch.Generator | list[torch.Generator]) -> int:
+    """An integer seed drawn from `generator` (the first one of a list), for components seeded by integers."""
+    first = generator[0] if isinstance(generator, list) else generator
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=first, device=first.device))
 
 
 @dataclass
@@ -312,10 +326,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         upscale: float,
         num_inference_steps: int,
         num_images_per_prompt: int,
+        guidance_scale: float,
+        conditioning_scale: float,
         start_point: str,
         color_fix: str | None,
         tile_size: int | None,
-        tile_overlap: int,
+        tile_overlap: int | None,
         output_type: str,
         generator: torch.Generator | list[torch.Generator] | None,
         callback_on_step_end_tensor_inputs: list[str] | None,
@@ -327,8 +343,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 f"All images of one call must have the same size, got sizes {sorted(sizes)}; restore images of "
                 "different sizes in separate calls."
             )
-        if isinstance(upscale, bool) or not isinstance(upscale, (int, float)) or not upscale > 0:
-            raise ValueError(f"`upscale` must be a number > 0, got {upscale!r}.")
+        if not is_number(upscale) or not math.isfinite(upscale) or not upscale > 0:
+            raise ValueError(f"`upscale` must be a finite number > 0, got {upscale!r}.")
+        for name, value in (("guidance_scale", guidance_scale), ("conditioning_scale", conditioning_scale)):
+            if not is_number(value) or not math.isfinite(value):
+                raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
         height, width = next(iter(sizes))
         if round(height * upscale) < 1 or round(width * upscale) < 1:
             raise ValueError(f"`upscale`={upscale} turns the {height}x{width} input into an empty image.")
@@ -336,7 +355,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             ("num_inference_steps", num_inference_steps),
             ("num_images_per_prompt", num_images_per_prompt),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
         if start_point not in START_POINTS:
             raise ValueError(f"`start_point` must be one of {START_POINTS}, got {start_point!r}.")
@@ -346,9 +365,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         if tile_size is not None:
             smallest = 8 * self.vae_scale_factor
-            if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < smallest:
+            if isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral) or tile_size < smallest:
                 raise ValueError(f"`tile_size` must be an integer >= {smallest} (output pixels), got {tile_size!r}.")
-            if not isinstance(tile_overlap, int) or tile_overlap < 0 or tile_overlap >= tile_size:
+            integral = isinstance(tile_overlap, numbers.Integral) and not isinstance(tile_overlap, bool)
+            if not integral or tile_overlap < 0 or tile_overlap >= tile_size:
                 raise ValueError(
                     f"`tile_overlap` ({tile_overlap!r}) must be an integer >= 0 and smaller than `tile_size` "
                     f"({tile_size})."
@@ -366,11 +386,21 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             raise ValueError("Pass either `prompt` or `prompt_embeds`, not both.")
         if negative_prompt_embeds is not None and prompt_embeds is None:
             raise ValueError("`negative_prompt_embeds` needs `prompt_embeds` as well.")
+        width = self.text_encoder.config.hidden_size
+        window = self.tokenizer.model_max_length - 2
+        lengths = [2 + window * n for n in range(1, MAX_PROMPT_WINDOWS + 1)]
         for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
-            if embeds is not None and (embeds.ndim != 3 or embeds.shape[0] not in (1, batch_size)):
+            if embeds is None:
+                continue
+            if embeds.ndim != 3 or embeds.shape[0] not in (1, batch_size) or embeds.shape[2] != width:
                 raise ValueError(
-                    f"`{name}` must have shape (batch, tokens, dim) with batch 1 or {batch_size}, got "
+                    f"`{name}` must have shape (batch, tokens, {width}) with batch 1 or {batch_size}, got "
                     f"{tuple(embeds.shape)}."
+                )
+            if embeds.shape[1] not in lengths:
+                raise ValueError(
+                    f"`{name}` has {embeds.shape[1]} tokens; `encode_prompt` gives one of {lengths} (1 to "
+                    f"{MAX_PROMPT_WINDOWS} windows of {window} tokens)."
                 )
         if prompt_embeds is not None and negative_prompt_embeds is not None:
             if prompt_embeds.shape[1:] != negative_prompt_embeds.shape[1:]:
@@ -391,14 +421,24 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 "are available."
             )
 
-    def caption(self, images: list[torch.Tensor]) -> list[str]:
-        """Describes each image with the pipeline's captioner (empty captions without one)."""
+    def caption(
+        self, images: list[torch.Tensor], generator: torch.Generator | list[torch.Generator] | None = None
+    ) -> list[str]:
+        """Describes each image with the pipeline's captioner (empty captions without one). A captioner whose call
+        takes `generator_seed` (such as [`VLMCaptioner`], which samples by default) gets a seed drawn from
+        `generator`, so that a generator makes the whole call reproducible."""
         if self.captioner is None:
             return [""] * len(images)
-        pil_images = [self.image_processor.pt_to_numpy(image[None]) for image in images]
-        pil_images = [self.image_processor.numpy_to_pil(image)[0] for image in pil_images]
-        captions = self.captioner(pil_images)
-        if len(captions) != len(images) or not all(isinstance(c, str) for c in captions):
+        pil_images = [self.image_processor.numpy_to_pil(self.image_processor.pt_to_numpy(i[None]))[0] for i in images]
+        kwargs = {}
+        if generator is not None and "generator_seed" in inspect.signature(self.captioner.__call__).parameters:
+            kwargs["generator_seed"] = draw_seed(generator)
+        captions = self.captioner(pil_images, **kwargs)
+        if (
+            not isinstance(captions, list)
+            or len(captions) != len(images)
+            or not all(isinstance(c, str) for c in captions)
+        ):
             raise ValueError(
                 f"The captioner {type(self.captioner).__name__} must return one string per image; got {captions!r} "
                 f"for {len(images)} images."
@@ -465,11 +505,23 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         prompt_embeds: torch.Tensor | None,
         negative_prompt_embeds: torch.Tensor | None,
         device: torch.device,
+        do_classifier_free_guidance: bool,
+        lora_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> tuple[list[str], torch.Tensor, torch.Tensor | None]:
         r"""
         The explicit semantic prior: captions (from `prompt`, else the captioner) joined with `added_prompt`, and
-        their text embeddings; negative embeddings when classifier-free guidance is on. Positive and negative
-        embeddings get the same number of 77-token windows.
+        their text embeddings; negative embeddings with classifier-free guidance. Positive and negative embeddings
+        get the same number of windows.
+
+        Args:
+            images (`torch.Tensor`): the upscaled images `(batch, 3, height, width)` in `[0, 1]`, for the captioner.
+            prompt, negative_prompt, added_prompt, prompt_embeds, negative_prompt_embeds: as in `__call__`
+                (`negative_prompt` is not used when `negative_prompt_embeds` is given).
+            device (`torch.device`): where to put the embeddings.
+            do_classifier_free_guidance (`bool`): also return negative embeddings.
+            lora_scale (`float`, *optional*): scale of the text encoder's LoRA layers while encoding.
+            generator (`torch.Generator`, *optional*): seeds a sampling captioner (see [`caption`]).
 
         Returns:
             `tuple`: the prompts used (one per image; empty strings with `prompt_embeds`), the prompt embeddings and
@@ -477,16 +529,35 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         """
         batch_size = images.shape[0]
         negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * batch_size
-        with self.text_encoder_lora_scale():
-            return self._prepare_prompt_embeds(
-                images, prompt, negatives, added_prompt, prompt_embeds, negative_prompt_embeds, device
+        encode_negatives = do_classifier_free_guidance and negative_prompt_embeds is None
+        with self.text_encoder_lora_scale(lora_scale):
+            if prompt_embeds is None:
+                captions = [prompt] * batch_size if isinstance(prompt, str) else prompt
+                captions = captions or self.caption(list(images), generator=generator)
+                prompts = [self.join_prompt(caption, added_prompt) for caption in captions]
+                if encode_negatives:  # one text-encoder pass for both; they share the number of windows
+                    negative_prompt_embeds, prompt_embeds = self.encode_prompt(negatives + prompts, device).chunk(2)
+                else:
+                    prompt_embeds = self.encode_prompt(prompts, device)
+            else:
+                prompts = [""] * batch_size
+                prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
+                if encode_negatives:
+                    negative_prompt_embeds = self.encode_prompt(negatives, device, self._windows_in(prompt_embeds))
+        if not do_classifier_free_guidance:
+            return prompts, prompt_embeds, None
+        negative_prompt_embeds = negative_prompt_embeds.to(device).expand(batch_size, -1, -1)
+        if negative_prompt_embeds.shape[1] != prompt_embeds.shape[1]:
+            raise ValueError(
+                f"The negative prompt needs {negative_prompt_embeds.shape[1]} tokens but `prompt_embeds` has "
+                f"{prompt_embeds.shape[1]}: shorten the negative prompt or pass `negative_prompt_embeds`."
             )
+        return prompts, prompt_embeds, negative_prompt_embeds
 
     @contextlib.contextmanager
-    def text_encoder_lora_scale(self):
-        """Applies `cross_attention_kwargs["scale"]` to the text encoder's LoRA layers too, as diffusers' Stable
-        Diffusion pipelines do."""
-        scale = (self.cross_attention_kwargs or {}).get("scale")
+    def text_encoder_lora_scale(self, scale: float | None):
+        """Scales the text encoder's LoRA layers for the duration, as diffusers' Stable Diffusion pipelines do with
+        `cross_attention_kwargs["scale"]`."""
         scaled = scale is not None and USE_PEFT_BACKEND
         if scaled:
             scale_lora_layers(self.text_encoder, scale)
@@ -495,34 +566,6 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         finally:
             if scaled:
                 unscale_lora_layers(self.text_encoder, scale)
-
-    def _prepare_prompt_embeds(self, images, prompt, negatives, added_prompt, prompt_embeds, negative_prompt_embeds,
-                               device):  # fmt: skip
-        batch_size = images.shape[0]
-        if prompt_embeds is None:
-            captions = [prompt] * batch_size if isinstance(prompt, str) else prompt
-            prompts = [self.join_prompt(c, added_prompt) for c in captions or self.caption(list(images))]
-            if self.do_classifier_free_guidance and negative_prompt_embeds is None:
-                # One text-encoder pass for both; they share the number of windows.
-                negative_prompt_embeds, prompt_embeds = self.encode_prompt(negatives + prompts, device).chunk(2)
-            else:
-                prompt_embeds = self.encode_prompt(prompts, device)
-            windows = self._windows_in(prompt_embeds)
-        else:
-            prompts = [""] * batch_size
-            prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
-            windows = self._windows_in(prompt_embeds)
-        if not self.do_classifier_free_guidance:
-            return prompts, prompt_embeds, None
-        if negative_prompt_embeds is None:
-            negative_prompt_embeds = self.encode_prompt(negatives, device, num_windows=windows)
-        negative_prompt_embeds = negative_prompt_embeds.to(device).expand(batch_size, -1, -1)
-        if negative_prompt_embeds.shape[1] != prompt_embeds.shape[1]:
-            raise ValueError(
-                f"The negative prompt needs {negative_prompt_embeds.shape[1]} tokens but the prompt has "
-                f"{prompt_embeds.shape[1]}: shorten the negative prompt or pass matching `prompt_embeds`."
-            )
-        return prompts, prompt_embeds, negative_prompt_embeds
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         r"""
@@ -555,11 +598,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         unless their config fixes one, so that a generator makes every scheduler reproducible."""
         if not hasattr(self.scheduler, "noise_sampler_seed") or self.scheduler.config.get("noise_sampler_seed"):
             return
-        first = generator[0] if isinstance(generator, list) else generator
-        seed = None
-        if first is not None:
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=first, device=first.device))
-        self.scheduler.noise_sampler_seed = seed
+        self.scheduler.noise_sampler_seed = None if generator is None else draw_seed(generator)
 
     def prepare_latents(
         self,
@@ -663,10 +702,16 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     structure[..., rows, cols],
                     conditioning_scale,
                 )
-                weights = gaussian_weights(*prediction.shape[-2:], device=latents.device, dtype=latents.dtype)
+                weights = self._tile_weights(tuple(prediction.shape[-2:]), latents.device, latents.dtype)
                 total[..., rows, cols] += prediction * weights
                 weight_sum[..., rows, cols] += weights
         return total / weight_sum
+
+    @staticmethod
+    @functools.lru_cache(maxsize=16)
+    def _tile_weights(shape: tuple[int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Gaussian blending weights, built once per tile shape (no host-to-device copy inside the loop)."""
+        return gaussian_weights(*shape, device=device, dtype=dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """VAE decode to `[0, 1]`."""
@@ -701,7 +746,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
         tile_size: int | None = None,
-        tile_overlap: int = 64,
+        tile_overlap: int | None = None,
         color_fix: str | None = "wavelet",
         output_type: str = "pil",
         return_dict: bool = True,
@@ -723,7 +768,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 What the image shows. Defaults to the captioner's description (an empty caption without a
                 captioner). `added_prompt` is appended either way.
             negative_prompt (`str` or `list[str]`, *optional*, defaults to `"dotted, noise, blur, lowres, smooth"`):
-                Used with classifier-free guidance.
+                Used with classifier-free guidance; not used when `negative_prompt_embeds` is given.
             added_prompt (`str`, *optional*, defaults to `"clean, high-resolution, 8k"`):
                 Appended to every prompt; `None` or `""` to disable.
             upscale (`float`, defaults to 4):
@@ -745,7 +790,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 Denoise in overlapping square tiles of this many output pixels, blended with Gaussian weights in
                 latent space, and encode/decode with the VAE's tiling: for outputs too large for memory. `None`
                 processes the whole image at once.
-            tile_overlap (`int`, defaults to 64): overlap of neighbouring tiles, in output pixels.
+            tile_overlap (`int`, *optional*): overlap of neighbouring tiles, in output pixels; defaults to a quarter
+                of `tile_size`.
             color_fix (`str`, *optional*, defaults to `"wavelet"`):
                 Colour correction towards the upscaled input: `"wavelet"`, `"adain"` or `None`.
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
@@ -770,11 +816,14 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
 
         images = to_tensor_batch(image, argument_name="image")
+        if tile_size is not None and tile_overlap is None:
+            tile_overlap = tile_size // 4
         self.check_inputs(
             images, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, upscale, num_inference_steps,
-            num_images_per_prompt, start_point, color_fix, tile_size, tile_overlap, output_type, generator,
-            callback_on_step_end_tensor_inputs,
+            num_images_per_prompt, guidance_scale, conditioning_scale, start_point, color_fix, tile_size,
+            tile_overlap, output_type, generator, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
+        num_inference_steps, num_images_per_prompt = int(num_inference_steps), int(num_images_per_prompt)
         self._guidance_scale = guidance_scale
         self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
@@ -788,8 +837,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
 
         # 2. Semantic priors (caption → text tokens; CLIP image tokens) and the structure prior.
         prompts, prompt_embeds, negative_prompt_embeds = self.prepare_prompt_embeds(
-            upscaled, prompt, negative_prompt, added_prompt, prompt_embeds, negative_prompt_embeds, device
-        )
+            upscaled, prompt, negative_prompt, added_prompt, prompt_embeds, negative_prompt_embeds, device,
+            do_classifier_free_guidance=self.do_classifier_free_guidance,
+            lora_scale=(cross_attention_kwargs or {}).get("scale"),
+            generator=generator,
+        )  # fmt: skip
         image_embeds = self.encode_image(upscaled)
         structure = self.structure_processor(padded.to(self.structure_processor.dtype))
 
@@ -812,7 +864,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             )
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         latent_tile = tile_size // self.vae_scale_factor if tile_size else None
-        latent_overlap = tile_overlap // self.vae_scale_factor
+        latent_overlap = (tile_overlap or 0) // self.vae_scale_factor
 
         # 4. Denoising loop.
         num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
@@ -830,7 +882,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     noise_pred = self.predict_noise_tiled(model_input, t, *conditioning, latent_tile, latent_overlap)
                 if self.do_classifier_free_guidance:
                     noise_uncond, noise_text = noise_pred.chunk(2)
-                    noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
+                    noise_pred = noise_uncond + self.guidance_scale * (noise_text - noise_uncond)
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 
                 if callback_on_step_end is not None:
@@ -842,6 +894,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
                     image_embeds = callback_outputs.pop("image_embeds", image_embeds)
                     structure_features = callback_outputs.pop("structure_features", structure_features)
+                    if not self.do_classifier_free_guidance and image_embeds.shape[0] != latents.shape[0]:
+                        # A callback switched guidance off (e.g. diffusers' SDCFGCutoffCallback): keep the
+                        # conditional half of every conditioning tensor.
+                        prompt_embeds, image_embeds, structure_features = (
+                            x[-latents.shape[0] :] for x in (prompt_embeds, image_embeds, structure_features)
+                        )
                 if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
                     progress_bar.update()
 
