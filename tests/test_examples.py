@@ -84,3 +84,16 @@ def test_quickstart_script_builds_from_stable_diffusion(checkpoints, monkeypatch
                    root / "untrained", "-o", root / "untrained.png", "--steps", 1, "--prompt", "a wall")  # fmt: skip
     assert (root / "untrained" / "model_index.json").is_file()
     assert PIL.Image.open(root / "untrained.png").size == (40, 48)
+
+
+def test_package_import_is_lazy_and_exports_resolve():
+    import subprocess
+    import sys
+
+    code = "import sys, diffusers_sspir; assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import diffusers_sspir
+
+    assert sorted(diffusers_sspir.__all__) == sorted(diffusers_sspir._EXPORTS)
+    for name in diffusers_sspir.__all__:
+        assert getattr(diffusers_sspir, name).__name__ == name

@@ -1,18 +1,28 @@
-"""diffusers-sspir: SSP-IR (semantic and structure priors for realistic image restoration) for diffusers."""
+"""diffusers-sspir: SSP-IR (semantic and structure priors for realistic image restoration) for diffusers.
 
-from .captioners import Captioner, FixedCaptioner, VLMCaptioner
-from .models import (
-    DualPriorAttnProcessor,
-    DualPriorInputs,
-    ImageTokenRefiner,
-    SSPIRControlNetModel,
-    SSPIRUNet2DConditionModel,
-    StructureProcessor,
-    StructureProcessorOutput,
-)
-from .pipelines import SSPIRPipeline, SSPIRPipelineOutput
+The public names below are imported on first use, so `import diffusers_sspir` stays cheap until a model, pipeline
+or captioner is needed (torch, diffusers and transformers take seconds to import).
+"""
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Captioner": ".captioners",
+    "FixedCaptioner": ".captioners",
+    "VLMCaptioner": ".captioners",
+    "DualPriorAttnProcessor": ".models",
+    "DualPriorInputs": ".models",
+    "ImageTokenRefiner": ".models",
+    "SSPIRControlNetModel": ".models",
+    "SSPIRUNet2DConditionModel": ".models",
+    "StructureProcessor": ".models",
+    "StructureProcessorOutput": ".models",
+    "SSPIRPipeline": ".pipelines",
+    "SSPIRPipelineOutput": ".pipelines",
+}
 
 __all__ = [
     "Captioner",
@@ -28,3 +38,28 @@ __all__ = [
     "StructureProcessorOutput",
     "VLMCaptioner",
 ]
+
+if TYPE_CHECKING:
+    from .captioners import Captioner, FixedCaptioner, VLMCaptioner
+    from .models import (
+        DualPriorAttnProcessor,
+        DualPriorInputs,
+        ImageTokenRefiner,
+        SSPIRControlNetModel,
+        SSPIRUNet2DConditionModel,
+        StructureProcessor,
+        StructureProcessorOutput,
+    )
+    from .pipelines import SSPIRPipeline, SSPIRPipelineOutput
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
