@@ -331,3 +331,19 @@ def test_sdpa_is_the_default_kernel_after_loading(pipe, tmp_path):
         processors = model._dual_prior_processors().values()
         assert processors and all(isinstance(p.kernel, AttnProcessor2_0) for p in processors)
         assert all(isinstance(branch.processor, AttnProcessor2_0) for p in processors for branch in p.branches)
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        pytest.param(lambda p: (p.fuse_qkv_projections(), p.controlnet.fuse_qkv_projections()), id="fuse_qkv"),
+        pytest.param(lambda p: p.enable_attention_slicing(1), id="attention_slicing"),
+        pytest.param(lambda p: p.disable_xformers_memory_efficient_attention(), id="disable_xformers"),
+    ],
+)
+def test_pipeline_level_attention_switches_keep_the_output(switch):
+    pipe = make_pipe()
+    expected = pipe(**call_kwargs()).images
+    switch(pipe)
+    assert len(pipe.unet._dual_prior_processors()) == 4 and len(pipe.controlnet._dual_prior_processors()) == 2
+    np.testing.assert_allclose(pipe(**call_kwargs()).images, expected, atol=1e-4)

@@ -35,6 +35,7 @@ from ..captioners import Captioner
 from ..image_ops import apply_color_fix, gaussian_weights, pad_to_multiple, tile_starts, to_tensor_batch
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
+from ..models.attention import DualPriorAttentionMixin
 
 logger = logging.get_logger(__name__)
 
@@ -291,6 +292,21 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 "from diffusers_sspir.pipelines.pipeline_sspir import SSPIRPipeline  # noqa: F401\n"
             )
         super().save_pretrained(save_directory, **kwargs)
+
+    def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op: Callable | None = None) -> None:
+        r"""
+        What `enable_xformers_memory_efficient_attention()` / `disable_...()` call. diffusers' version walks every
+        submodule and would replace the dual-prior processors of the UNet and ControlNet; here those two switch their
+        kernels themselves (keeping the branches), and every other model is handled as diffusers does.
+        """
+        for name in self._get_signature_keys(self)[0]:
+            module = getattr(self, name, None)
+            if isinstance(module, DualPriorAttentionMixin):
+                module.set_use_memory_efficient_attention_xformers(valid, attention_op)
+            elif isinstance(module, torch.nn.Module):
+                for submodule in module.modules():
+                    if hasattr(submodule, "set_use_memory_efficient_attention_xformers"):
+                        submodule.set_use_memory_efficient_attention_xformers(valid, attention_op)
 
     # ------------------------------------------------------------------ properties
 
