@@ -46,17 +46,17 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
     if args.model:
-        pipe = SSPIRPipeline.from_pretrained(args.model, torch_dtype=dtype)
+        pipe = SSPIRPipeline.from_pretrained(args.model, dtype=dtype)
     else:
         if not args.clip:
             parser.error("--sd needs --clip")
-        pipe = SSPIRPipeline.from_stable_diffusion(args.sd, image_encoder=args.clip, torch_dtype=dtype)
+        pipe = SSPIRPipeline.from_stable_diffusion(args.sd, image_encoder=args.clip, dtype=dtype)
         if args.save:
             pipe.save_pretrained(args.save)
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.to(device)
     if args.captioner:
-        pipe.captioner = VLMCaptioner(args.captioner, device=device, torch_dtype=dtype)
+        pipe.captioner = VLMCaptioner(args.captioner, device=device, dtype=dtype)
 
     result = pipe(
         Image.open(args.image),

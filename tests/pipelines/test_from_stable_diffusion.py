@@ -83,8 +83,9 @@ def test_errors(folders):
         SSPIRPipeline.from_stable_diffusion(sd, image_encoder=tiny.make_image_encoder(), image_embed_dim=12)
 
 
-def test_builds_in_the_requested_dtype(folders):
-    pipe = build(folders, torch_dtype=torch.bfloat16)
+@pytest.mark.parametrize("keyword", ["dtype", "torch_dtype"])
+def test_builds_in_the_requested_dtype(folders, keyword):
+    pipe = build(folders, **{keyword: torch.bfloat16})
     for name, component in pipe.components.items():
         if isinstance(component, torch.nn.Module):
             assert component.dtype == torch.bfloat16, name

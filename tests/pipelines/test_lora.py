@@ -83,21 +83,38 @@ def test_lora_scale_through_cross_attention_kwargs(tmp_path):
     assert np.abs(full - base).max() > 1e-4
 
 
-def test_controlnet_lora_round_trip(tmp_path):
+def test_controlnet_lora_round_trip_and_pipeline_adapter_controls(tmp_path):
     pipe = make_pipe()
     base = run(pipe)
     torch.manual_seed(0)
+    pipe.unet.add_adapter(lora_config())
     pipe.controlnet.add_adapter(lora_config())
     with_lora = run(pipe)
-    assert np.abs(with_lora - base).max() > 1e-5
-    pipe.controlnet.save_lora_adapter(tmp_path)
-    assert list(tmp_path.glob("*.safetensors"))
+    SSPIRPipeline.save_lora_weights(tmp_path / "unet", unet_lora_layers=get_peft_model_state_dict(pipe.unet))
+    pipe.controlnet.save_lora_adapter(tmp_path / "controlnet")
+    assert list((tmp_path / "controlnet").glob("*.safetensors"))
 
     fresh = make_pipe()
-    fresh.controlnet.load_lora_adapter(tmp_path, adapter_name="domain")
+    fresh.load_lora_weights(tmp_path / "unet", adapter_name="domain")
+    fresh.controlnet.load_lora_adapter(tmp_path / "controlnet", adapter_name="domain")
     np.testing.assert_allclose(run(fresh), with_lora, atol=1e-5)
-    fresh.controlnet.disable_adapters()
+    # The pipeline's adapter controls reach the ControlNet too.
+    assert fresh.get_list_adapters() == {"unet": ["domain"], "controlnet": ["domain"]}
+    fresh.set_adapters(["domain"], [0.0])
     np.testing.assert_allclose(run(fresh), base, atol=1e-5)
+    fresh.set_adapters(["domain"], [1.0])
+    fresh.disable_lora()
+    np.testing.assert_allclose(run(fresh), base, atol=1e-5)
+    fresh.enable_lora()
+    fresh.fuse_lora(components=["unet", "controlnet"])
+    fresh.unload_lora_weights()
+    np.testing.assert_allclose(run(fresh), with_lora, atol=1e-5)  # fused weights stay after unloading the adapters
+
+    unloaded = make_pipe()
+    unloaded.load_lora_weights(tmp_path / "unet", adapter_name="domain")
+    unloaded.controlnet.load_lora_adapter(tmp_path / "controlnet", adapter_name="domain")
+    unloaded.unload_lora_weights()
+    np.testing.assert_allclose(run(unloaded), base, atol=1e-5)
 
 
 @pytest.mark.parametrize("model", ["unet", "controlnet"])

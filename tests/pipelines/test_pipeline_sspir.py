@@ -261,6 +261,11 @@ def test_sampling_captioner_is_seeded_by_the_generator():
     np.testing.assert_array_equal(first.images, second.images)
     pipe(**call_kwargs(num_inference_steps=1, generator=None))
     assert seen[-1] is None
+    # Re-running with the caption as the prompt (and no captioner) gives the same image: seeding the captioner does
+    # not consume the generator's stream.
+    pipe.captioner = None
+    again = pipe(**call_kwargs(num_inference_steps=1, prompt=first.prompts[0], added_prompt=None))
+    np.testing.assert_array_equal(again.images, first.images)
 
 
 def test_tiling_over_several_tiles(pipe):
@@ -321,10 +326,12 @@ def test_model_cpu_offload_runs():
     np.testing.assert_allclose(pipe(**call_kwargs()).images, expected, atol=1e-3)
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_from_pretrained_with_torch_dtype(pipe, tmp_path, dtype):
+@pytest.mark.parametrize(
+    "keyword,dtype", [("dtype", torch.bfloat16), ("dtype", torch.float16), ("torch_dtype", torch.bfloat16)]
+)
+def test_from_pretrained_in_half_precision(pipe, tmp_path, keyword, dtype):
     pipe.save_pretrained(tmp_path)
-    loaded = SSPIRPipeline.from_pretrained(tmp_path, torch_dtype=dtype)
+    loaded = SSPIRPipeline.from_pretrained(tmp_path, **{keyword: dtype})
     loaded.set_progress_bar_config(disable=True)
     for name in ("unet", "controlnet", "structure_processor", "image_refiner", "vae", "text_encoder", "image_encoder"):
         assert getattr(loaded, name).dtype == dtype, name
@@ -359,3 +366,16 @@ def test_pipeline_level_attention_switches_keep_the_output(switch):
     switch(pipe)
     assert len(pipe.unet._dual_prior_processors()) == 4 and len(pipe.controlnet._dual_prior_processors()) == 2
     np.testing.assert_allclose(pipe(**call_kwargs()).images, expected, atol=1e-4)
+
+
+def test_long_caption_is_cut_before_the_added_prompt(pipe):
+    caption = " ".join(["ab"] * 200)  # 400 tokens: more than the 4 windows hold
+    prompt = pipe.join_prompt(caption, DEFAULT_ADDED_PROMPT)
+    assert prompt.endswith(f", {DEFAULT_ADDED_PROMPT}")
+    assert len(pipe._token_ids(prompt)) <= 300
+    with_added = pipe.encode_prompt([prompt], torch.device("cpu"))
+    without = pipe.encode_prompt([pipe.join_prompt(caption, None)], torch.device("cpu"))
+    assert with_added.shape == without.shape == (1, 302, 16)
+    assert not torch.equal(with_added, without)
+    out = pipe(**call_kwargs(prompt=caption, num_inference_steps=1))
+    assert out.prompts == [prompt]

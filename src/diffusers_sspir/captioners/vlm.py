@@ -69,8 +69,9 @@ class VLMCaptioner:
         batch_size (`int`, *optional*, defaults to 4): how many images go through the model at once.
         device (`str` or `torch.device`, *optional*): where to move the model; defaults to leaving it where it is
             (on the CPU for a freshly loaded model).
-        torch_dtype (`torch.dtype` or `str`, *optional*): the dtype to load the model in (passed to `from_pretrained`
+        dtype (`torch.dtype` or `str`, *optional*): the dtype to load the model in (passed to `from_pretrained`
             as `dtype=`); defaults to the transformers default. Ignored (with a warning) for an already loaded model.
+        torch_dtype (`torch.dtype` or `str`, *optional*): the older name of `dtype`.
         model_kwargs (`dict`, *optional*): further arguments for `AutoModelForImageTextToText.from_pretrained`
             (e.g. `revision`, `device_map`, `quantization_config`, `attn_implementation`).
 
@@ -85,7 +86,7 @@ class VLMCaptioner:
     >>> import torch
     >>> from diffusers_sspir import VLMCaptioner
 
-    >>> captioner = VLMCaptioner("llava-hf/llava-1.5-7b-hf", device="cuda", torch_dtype=torch.float16)
+    >>> captioner = VLMCaptioner("llava-hf/llava-1.5-7b-hf", device="cuda", dtype=torch.float16)
     >>> captions = captioner([image], generator_seed=0)
     ```
     """
@@ -101,6 +102,7 @@ class VLMCaptioner:
         do_sample: bool = True,
         batch_size: int = 4,
         device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
         torch_dtype: torch.dtype | str | None = None,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -116,16 +118,17 @@ class VLMCaptioner:
             raise ValueError(f"`temperature` must be a positive number, got {temperature!r}.")
         if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
             raise ValueError(f"`top_p` must be a number in (0, 1], got {top_p!r}.")
-        if torch_dtype is not None and not isinstance(torch_dtype, (torch.dtype, str)):
-            raise TypeError(f"`torch_dtype` must be a `torch.dtype`, a `str` or `None`, got {torch_dtype!r}.")
+        dtype = dtype if dtype is not None else torch_dtype
+        if dtype is not None and not isinstance(dtype, (torch.dtype, str)):
+            raise TypeError(f"`dtype` must be a `torch.dtype`, a `str` or `None`, got {dtype!r}.")
         if device is not None and not isinstance(device, (str, torch.device)):
             raise TypeError(f"`device` must be a `str`, a `torch.device` or `None`, got {device!r}.")
 
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
             load_kwargs = dict(model_kwargs or {})
-            if torch_dtype is not None:
-                load_kwargs["dtype"] = torch_dtype
+            if dtype is not None:
+                load_kwargs["dtype"] = dtype
             logger.info(f"Loading the captioning model from {path!r}.")
             model = AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
             if processor is None:
@@ -136,8 +139,8 @@ class VLMCaptioner:
                     "`processor` is required when `model` is an already loaded model; pass its "
                     "`transformers` processor (or the folder / Hub id to load it from)."
                 )
-            if torch_dtype is not None:
-                logger.warning("`torch_dtype` is ignored for an already loaded `model`; cast the model yourself.")
+            if dtype is not None:
+                logger.warning("`dtype` is ignored for an already loaded `model`; cast the model yourself.")
             if model.training:
                 logger.warning("The captioning `model` is in training mode (dropout active); call `model.eval()`.")
         else:

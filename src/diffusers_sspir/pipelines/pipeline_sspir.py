@@ -54,9 +54,9 @@ EXAMPLE_DOC_STRING = """
         >>> from diffusers import UniPCMultistepScheduler
         >>> from diffusers_sspir import SSPIRPipeline, VLMCaptioner
 
-        >>> pipe = SSPIRPipeline.from_pretrained("path/to/sspir", torch_dtype=torch.float16).to("cuda")
+        >>> pipe = SSPIRPipeline.from_pretrained("path/to/sspir", dtype=torch.float16).to("cuda")
         >>> pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)  # swap the scheduler
-        >>> pipe.captioner = VLMCaptioner("llava-hf/llava-1.5-7b-hf", device="cuda", torch_dtype=torch.float16)
+        >>> pipe.captioner = VLMCaptioner("llava-hf/llava-1.5-7b-hf", device="cuda", dtype=torch.float16)
 
         >>> low_quality = Image.open("photo.png")
         >>> result = pipe(low_quality, upscale=4, generator=torch.Generator("cuda").manual_seed(0))
@@ -72,9 +72,12 @@ def is_number(value: Any) -> bool:
 
 
 def draw_seed(generator: torch.Generator | list[torch.Generator]) -> int:
-    """An integer seed drawn from `generator` (the first one of a list), for components seeded by integers."""
+    """An integer seed for components seeded by integers, drawn from a copy of `generator` (the first of a list), so
+    that the generator's own stream, and with it the starting noise, is the same whether or not a seed is drawn."""
     first = generator[0] if isinstance(generator, list) else generator
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=first, device=first.device))
+    copy = torch.Generator(device=first.device)
+    copy.set_state(first.get_state())
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=copy, device=first.device))
 
 
 @dataclass
@@ -126,6 +129,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     # pipelines): `enable_model_cpu_offload` gives it its own hook, it is loaded once and offloaded after the call.
     model_cpu_offload_seq = "text_encoder->image_encoder->image_refiner->structure_processor->unet->vae"
     _optional_components = []
+    # The ControlNet's adapters (loaded with `pipe.controlnet.load_lora_adapter`) then follow the pipeline's
+    # `set_adapters`, `disable_lora`/`enable_lora`, `delete_adapters`, `unload_lora_weights` and
+    # `fuse_lora(components=[..., "controlnet"])`.
+    _lora_loadable_modules = ["unet", "text_encoder", "controlnet"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "image_embeds", "structure_features"]
 
     def __init__(
@@ -170,6 +177,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         captioner: Captioner | None = None,
         image_embed_dim: int = 512,
         pixel_attention: bool = True,
+        dtype: torch.dtype | None = None,
         torch_dtype: torch.dtype | None = None,
         **overrides,
     ) -> "SSPIRPipeline":
@@ -190,7 +198,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             captioner (`Captioner`, *optional*): the captioner to attach.
             image_embed_dim (`int`, defaults to 512): width of the refined image tokens.
             pixel_attention (`bool`, defaults to `True`): pixel attention in the UNet's up blocks.
-            torch_dtype (`torch.dtype`, *optional*): dtype to load the models in.
+            dtype (`torch.dtype`, *optional*): dtype to load the models in.
+            torch_dtype (`torch.dtype`, *optional*): the older name of `dtype`, as in diffusers.
             **overrides: components to use as given instead (e.g. `scheduler=`, `structure_processor=`).
 
         Examples:
@@ -203,16 +212,16 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         unknown = set(overrides) - set(cls._get_signature_keys(cls)[0])
         if unknown:
             raise TypeError(f"from_stable_diffusion() got unknown components {sorted(unknown)}.")
-        diffusers_dtype = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
-        transformers_dtype = {"dtype": torch_dtype} if torch_dtype is not None else {}
+        dtype = dtype if dtype is not None else torch_dtype
+        dtype_kwargs = {"dtype": dtype} if dtype is not None else {}
         if isinstance(sd, DiffusionPipeline):
             parts = {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
         else:
             parts = {
-                "vae": AutoencoderKL.from_pretrained(sd, subfolder="vae", **diffusers_dtype),
-                "text_encoder": CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", **transformers_dtype),
+                "vae": AutoencoderKL.from_pretrained(sd, subfolder="vae", **dtype_kwargs),
+                "text_encoder": CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", **dtype_kwargs),
                 "tokenizer": CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"),
-                "unet": UNet2DConditionModel.from_pretrained(sd, subfolder="unet", **diffusers_dtype),
+                "unet": UNet2DConditionModel.from_pretrained(sd, subfolder="unet", **dtype_kwargs),
                 "scheduler": DDIMScheduler.from_pretrained(sd, subfolder="scheduler"),
             }
         components = {**parts, "scheduler": DDIMScheduler.from_config(parts["scheduler"].config)}
@@ -227,7 +236,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if isinstance(image_encoder, (str, os.PathLike)):
             if feature_extractor is None:
                 feature_extractor = image_encoder
-            image_encoder = CLIPVisionModel.from_pretrained(image_encoder, **transformers_dtype)
+            image_encoder = CLIPVisionModel.from_pretrained(image_encoder, **dtype_kwargs)
         if isinstance(feature_extractor, (str, os.PathLike)):
             feature_extractor = CLIPImageProcessor.from_pretrained(feature_extractor)
         if feature_extractor is None:
@@ -461,16 +470,31 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             )
         return captions
 
-    @staticmethod
-    def join_prompt(caption: str, added_prompt: str | None) -> str:
-        """`caption, added_prompt`, skipping empty parts."""
-        return ", ".join(part.strip() for part in (caption, added_prompt or "") if part and part.strip())
+    def _token_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
+
+    def join_prompt(self, caption: str, added_prompt: str | None) -> str:
+        """`caption, added_prompt` (skipping empty parts), with the caption shortened at a token boundary when the
+        whole would not fit the text windows, so that the added prompt is never the part that is cut. Returns the
+        text that is actually encoded."""
+        caption, added = caption.strip(), (added_prompt or "").strip()
+        limit = MAX_PROMPT_WINDOWS * (self.tokenizer.model_max_length - 2)
+        budget = limit - (len(self._token_ids(f", {added}")) if added else 0)
+        caption_ids = self._token_ids(caption)
+        if len(caption_ids) > budget:
+            logger.warning(
+                f"The caption has {len(caption_ids)} tokens; it is cut to {max(budget, 0)} so that it fits the "
+                f"{MAX_PROMPT_WINDOWS} text windows of {limit // MAX_PROMPT_WINDOWS} tokens together with the added "
+                "prompt."
+            )
+            caption = self.tokenizer.decode(caption_ids[: max(budget, 0)]).strip()
+        return ", ".join(part for part in (caption, added) if part)
 
     def _tokenize_windows(self, prompt: str) -> list[list[int]]:
         """Splits a prompt into windows of `model_max_length - 2` tokens, each wrapped in BOS/EOS and padded."""
         tokenizer = self.tokenizer
         window = tokenizer.model_max_length - 2
-        ids = tokenizer(prompt, add_special_tokens=False, truncation=False, verbose=False).input_ids
+        ids = self._token_ids(prompt)
         chunks = [ids[i : i + window] for i in range(0, len(ids), window)] or [[]]
         if len(chunks) > MAX_PROMPT_WINDOWS:
             logger.warning(
