@@ -16,14 +16,8 @@ Add `--captioner path/to/llava-1.5-7b-hf` to caption the image with a vision-lan
 import argparse
 import os
 
-import torch
-from diffusers import UniPCMultistepScheduler
-from PIL import Image
 
-from diffusers_sspir import SSPIRPipeline, VLMCaptioner
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="low-quality input image")
     parser.add_argument("-o", "--output", required=True, help="where to write the restored PNG")
@@ -40,16 +34,34 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     args = parser.parse_args()
+    # Check what can be checked before the (slow) imports and model loading.
+    if not os.path.isfile(args.image):
+        parser.error(f"{args.image} is not a file")
     if os.path.exists(args.output) and not args.overwrite:
         parser.error(f"{args.output} exists; pass --overwrite to replace it")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        parser.error(f"the folder of --output {args.output} does not exist")
+    if args.sd and not args.clip:
+        parser.error("--sd needs --clip")
+    if args.model and (args.clip or args.save):
+        parser.error("--clip and --save go with --sd, not with --model")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+
+    import torch
+    from diffusers import UniPCMultistepScheduler
+    from PIL import Image
+
+    from diffusers_sspir import SSPIRPipeline, VLMCaptioner
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
     if args.model:
         pipe = SSPIRPipeline.from_pretrained(args.model, dtype=dtype)
     else:
-        if not args.clip:
-            parser.error("--sd needs --clip")
         pipe = SSPIRPipeline.from_stable_diffusion(args.sd, image_encoder=args.clip, dtype=dtype)
         if args.save:
             pipe.save_pretrained(args.save)

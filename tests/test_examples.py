@@ -97,3 +97,20 @@ def test_package_import_is_lazy_and_exports_resolve():
     assert sorted(diffusers_sspir.__all__) == sorted(diffusers_sspir._EXPORTS)
     for name in diffusers_sspir.__all__:
         assert getattr(diffusers_sspir, name).__name__ == name
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["missing.png", "--model", "m", "-o", "x.png"], "missing.png is not a file"),
+        (["photo.png", "--model", "m", "-o", "no/such/dir/x.png"], "does not exist"),
+        (["photo.png", "--sd", "sd", "-o", "x.png"], "--sd needs --clip"),
+        (["photo.png", "--model", "m", "--clip", "c", "-o", "x.png"], "go with --sd"),
+    ],
+)
+def test_quickstart_script_checks_arguments_before_loading(checkpoints, monkeypatch, capsys, args, message):
+    root, _ = checkpoints
+    monkeypatch.chdir(root)
+    with pytest.raises(SystemExit):
+        run_quickstart(monkeypatch, *args)
+    assert message in capsys.readouterr().err

@@ -129,8 +129,8 @@ def _numpy_to_tensor(array: np.ndarray, name: str) -> torch.Tensor:
         array = array[:, :, None]
     elif array.ndim != 3:
         raise ValueError(
-            f"`{name}` is a numpy array of shape {array.shape} ({array.ndim} dims); accepted shapes are (H, W) and "
-            "(H, W, C) with C in {1, 3, 4}."
+            f"`{name}` is a numpy array of shape {array.shape} ({array.ndim} dims); accepted shapes are (H, W), "
+            "(H, W, C) and (B, H, W, C) with C in {1, 3, 4}."
         )
     height, width, channels = array.shape
     _check_spatial_size(height, width, name)
@@ -186,6 +186,8 @@ def _convert_one(image: Any, name: str) -> list[torch.Tensor]:
     if isinstance(image, PIL.Image.Image):
         return [_pil_to_tensor(image, name)]
     if isinstance(image, np.ndarray):
+        if image.ndim == 4:  # a channels-last batch (B, H, W, C), as diffusers' image processor accepts
+            return [_numpy_to_tensor(item, f"{name}[{i}]") for i, item in enumerate(image)]
         return [_numpy_to_tensor(image, name)]
     if isinstance(image, torch.Tensor):
         return _torch_to_tensors(image, name)

@@ -37,7 +37,10 @@ BAD_INPUTS = {
     ),
     "prompt type": (dict(prompt=3), TypeError, "`prompt` must be a string or a list of strings"),
     "tile_overlap >= tile_size": (dict(tile_size=64, tile_overlap=64), ValueError, r"`tile_overlap` \(64\)"),
-    "tile_size too small": (dict(tile_size=16), ValueError, "`tile_size` must be an integer >= 64"),
+    "tile_size too small": (dict(tile_size=16), ValueError, "`tile_size` must be a multiple of 8 >= 64"),
+    "tile_size not a multiple of 8": (dict(tile_size=100), ValueError, "`tile_size` must be a multiple of 8"),
+    "tile_overlap not a multiple of 8": (dict(tile_size=64, tile_overlap=12), ValueError, "multiple of 8"),
+    "tile_overlap without tile_size": (dict(tile_overlap=16), ValueError, "`tile_overlap` .* needs `tile_size`"),
     "color_fix unknown": (dict(color_fix="histogram"), ValueError, "`color_fix` must be one of"),
     "start_point unknown": (dict(start_point="hr"), ValueError, "`start_point` must be one of"),
     "output_type unknown": (dict(output_type="jpg"), ValueError, "`output_type` must be one of"),
@@ -81,3 +84,9 @@ CONVERTED = {
 def test_unusual_images_are_converted(pipe, case):
     out = pipe(**call_kwargs(image=CONVERTED[case](), num_inference_steps=1))
     assert out.images.shape == (1, 18, 14, 3)
+
+
+def test_numpy_batch_is_accepted(pipe):
+    batch = np.stack([make_image(seed=0), make_image(seed=1)])  # (B, H, W, C), as diffusers' image processor takes
+    out = pipe(**call_kwargs(image=batch, generator=None, num_inference_steps=1))
+    assert out.images.shape == (2, 18, 14, 3)

@@ -35,10 +35,10 @@ def keyword(default, annotation=inspect.Parameter.empty) -> inspect.Parameter:
 
 
 def place_like(model: torch.nn.Module, reference: torch.nn.Module) -> torch.nn.Module:
-    """Moves `model` to the device and dtype of `reference`'s parameters, calling `.to` only when something changes
-    (diffusers' `ModelMixin.to` warns on every dtype cast)."""
+    """Moves a freshly built `model` to the device and dtype of `reference`'s parameters.
+
+    Uses `torch.nn.Module.to`: diffusers' `ModelMixin.to` warns on every dtype cast about modules to keep in float32,
+    which SSP-IR's new modules do not have.
+    """
     parameter = next(reference.parameters())
-    current = next(model.parameters(), None)
-    if current is None or (current.device, current.dtype) == (parameter.device, parameter.dtype):
-        return model
-    return model.to(device=parameter.device, dtype=parameter.dtype)
+    return torch.nn.Module.to(model, device=parameter.device, dtype=parameter.dtype)

@@ -388,15 +388,21 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             raise ValueError(f"`color_fix` must be one of {COLOR_FIX_METHODS}, got {color_fix!r}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if tile_size is None and tile_overlap is not None:
+            raise ValueError(f"`tile_overlap` ({tile_overlap!r}) needs `tile_size`; pass both to denoise in tiles.")
         if tile_size is not None:
             smallest = 8 * self.vae_scale_factor
-            if isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral) or tile_size < smallest:
-                raise ValueError(f"`tile_size` must be an integer >= {smallest} (output pixels), got {tile_size!r}.")
-            integral = isinstance(tile_overlap, numbers.Integral) and not isinstance(tile_overlap, bool)
-            if not integral or tile_overlap < 0 or tile_overlap >= tile_size:
+            factor = self.vae_scale_factor
+            integral = isinstance(tile_size, numbers.Integral) and not isinstance(tile_size, bool)
+            if not integral or tile_size < smallest or tile_size % factor:
                 raise ValueError(
-                    f"`tile_overlap` ({tile_overlap!r}) must be an integer >= 0 and smaller than `tile_size` "
-                    f"({tile_size})."
+                    f"`tile_size` must be a multiple of {factor} >= {smallest} (output pixels), got {tile_size!r}."
+                )
+            integral = isinstance(tile_overlap, numbers.Integral) and not isinstance(tile_overlap, bool)
+            if not integral or tile_overlap < 0 or tile_overlap >= tile_size or tile_overlap % factor:
+                raise ValueError(
+                    f"`tile_overlap` ({tile_overlap!r}) must be a multiple of {factor}, >= 0 and smaller than "
+                    f"`tile_size` ({tile_size})."
                 )
         for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
             if value is not None and not isinstance(value, str):
@@ -508,14 +514,16 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             for chunk in chunks
         ]
 
-    def encode_prompt(self, prompt: list[str], device: torch.device, num_windows: int | None = None) -> torch.Tensor:
+    def encode_prompt(
+        self, prompt: str | list[str], device: torch.device, num_windows: int | None = None
+    ) -> torch.Tensor:
         r"""
         Encodes prompts with the CLIP text encoder. As in the paper, a long prompt is split into up to 4 windows of 75
         tokens, each wrapped in BOS/EOS and encoded separately; the windows are concatenated without the BOS/EOS
         between them, giving 77, 152, 227 or 302 tokens.
 
         Args:
-            prompt (`list[str]`): the prompts.
+            prompt (`str` or `list[str]`): the prompt(s), used as given (see [`join_prompt`] for the added prompt).
             device (`torch.device`): where to put the embeddings.
             num_windows (`int`, *optional*): pad every prompt to this many windows (at least as many as the longest
                 prompt needs), so that batches and their negative prompts line up.
@@ -523,6 +531,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         Returns:
             `torch.Tensor`: `(len(prompt), 2 + 75 * windows, hidden_size)`.
         """
+        prompt = [prompt] if isinstance(prompt, str) else prompt
         windows = [self._tokenize_windows(p) for p in prompt]
         count = max([len(w) for w in windows] + [num_windows or 1])
         empty = self._tokenize_windows("")[0]
@@ -827,11 +836,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             prompt_embeds (`torch.Tensor`, *optional*): text embeddings instead of `prompt` (no caption is made).
             negative_prompt_embeds (`torch.Tensor`, *optional*): text embeddings instead of `negative_prompt`.
             tile_size (`int`, *optional*):
-                Denoise in overlapping square tiles of this many output pixels, blended with Gaussian weights in
-                latent space, and encode/decode with the VAE's tiling: for outputs too large for memory. `None`
-                processes the whole image at once.
-            tile_overlap (`int`, *optional*): overlap of neighbouring tiles, in output pixels; defaults to a quarter
-                of `tile_size`.
+                For outputs larger than this many pixels (a multiple of 8): denoise in overlapping square tiles of this
+                size, blended with Gaussian weights in latent space, and encode/decode with the VAE's tiling, to
+                bound memory. `None` processes the whole image at once; so does an image that fits in one tile.
+            tile_overlap (`int`, *optional*): overlap of neighbouring tiles, in output pixels (a multiple of 8);
+                defaults to a quarter of `tile_size`.
             color_fix (`str`, *optional*, defaults to `"wavelet"`):
                 Colour correction towards the upscaled input: `"wavelet"`, `"adain"` or `None`.
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
@@ -857,7 +866,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
 
         images = to_tensor_batch(image, argument_name="image")
         if tile_size is not None and tile_overlap is None:
-            tile_overlap = tile_size // 4
+            tile_overlap = tile_size // 4 // self.vae_scale_factor * self.vae_scale_factor
         self.check_inputs(
             images, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, upscale, num_inference_steps,
             num_images_per_prompt, guidance_scale, conditioning_scale, start_point, color_fix, tile_size,
@@ -898,12 +907,14 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         self.seed_scheduler_noise(generator)
         timesteps = self.scheduler.timesteps
-        with self.vae_tiling(tile_size is not None):
+        # Tiles (and the VAE's tiling) only when the image does not fit in one tile.
+        tiled = tile_size is not None and max(padded.shape[-2:]) > tile_size
+        with self.vae_tiling(tiled):
             latents = self.prepare_latents(
                 padded, num_images_per_prompt, timesteps[:1], start_point, generator, latents, dtype
             )
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-        latent_tile = tile_size // self.vae_scale_factor if tile_size else None
+        latent_tile = tile_size // self.vae_scale_factor if tiled else None
         latent_overlap = (tile_overlap or 0) // self.vae_scale_factor
 
         # 4. Denoising loop.
@@ -948,7 +959,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             return SSPIRPipelineOutput(images=latents, prompts=prompts) if return_dict else (latents, prompts, None)
 
         # 5. Decode, crop to the exact size, colour fix towards the upscaled input.
-        with self.vae_tiling(tile_size is not None):
+        with self.vae_tiling(tiled):
             restored = self.decode_latents(latents)[..., :height, :width]
         restored = apply_color_fix(restored, repeat(upscaled).float(), color_fix).clamp(0, 1)
         structure_rgb = F.interpolate(
