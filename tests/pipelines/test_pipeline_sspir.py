@@ -318,12 +318,19 @@ def test_cpu_offload_sequence_names_every_model(pipe):
     assert set(names) == models - {"controlnet"} and len(names) == len(set(names))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="model CPU offload needs an accelerator")
 def test_model_cpu_offload_runs():
+    """Accelerate's offload hooks on every model, in `model_cpu_offload_seq` order (the ControlNet with its own hook).
+    Without a GPU the hooks use the CPU as execution device, which still runs the whole hook chain."""
     pipe = make_pipe()
     expected = pipe(**call_kwargs()).images
-    pipe.enable_model_cpu_offload()
-    np.testing.assert_allclose(pipe(**call_kwargs()).images, expected, atol=1e-3)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipe.enable_model_cpu_offload(device=device)
+    assert len(pipe._all_hooks) == 7  # six chained models and the ControlNet
+    generator = torch.Generator(device).manual_seed(0) if device == "cuda" else torch.Generator().manual_seed(0)
+    out = pipe(**call_kwargs(generator=generator)).images
+    if device == "cpu":
+        np.testing.assert_array_equal(out, expected)
+    assert all(p.device.type == "cpu" for p in pipe.unet.parameters())  # offloaded again after the call
 
 
 @pytest.mark.parametrize(
