@@ -702,25 +702,17 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         conditioning_scale: float,
     ) -> torch.Tensor:
         """One ControlNet + UNet evaluation (the model input is already scaled by the scheduler)."""
-        down, mid = self.controlnet(
-            latents,
-            t,
+        priors = dict(
             encoder_hidden_states=text_embeds,
-            controlnet_cond=structure,
             image_embeds=image_embeds,
-            conditioning_scale=conditioning_scale,
             cross_attention_kwargs=self.cross_attention_kwargs,
             return_dict=False,
         )
+        down, mid = self.controlnet(
+            latents, t, controlnet_cond=structure, conditioning_scale=conditioning_scale, **priors
+        )
         return self.unet(
-            latents,
-            t,
-            encoder_hidden_states=text_embeds,
-            image_embeds=image_embeds,
-            down_block_additional_residuals=down,
-            mid_block_additional_residual=mid,
-            cross_attention_kwargs=self.cross_attention_kwargs,
-            return_dict=False,
+            latents, t, down_block_additional_residuals=down, mid_block_additional_residual=mid, **priors
         )[0]
 
     def predict_noise_tiled(
