@@ -32,7 +32,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
 
 from ..captioners import Captioner
-from ..image_ops import apply_color_fix, gaussian_weights, pad_to_multiple, tile_starts, to_tensor_batch
+from ..image_ops import (
+    COLOR_FIX_METHODS,
+    apply_color_fix,
+    gaussian_weights,
+    pad_to_multiple,
+    tile_starts,
+    to_tensor_batch,
+)
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
 from ..models.attention import DualPriorAttentionMixin
@@ -41,7 +48,6 @@ logger = logging.get_logger(__name__)
 
 DEFAULT_ADDED_PROMPT = "clean, high-resolution, 8k"
 DEFAULT_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
-COLOR_FIX_METHODS = ("wavelet", "adain", None)
 START_POINTS = ("lr", "noise")
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 MAX_PROMPT_WINDOWS = 4
