@@ -630,14 +630,24 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         Args:
             image (`torch.Tensor`): `(batch, 3, height, width)` in `[0, 1]`.
         """
+        tokens = self.clip_image_tokens(image)
+        return self.image_refiner(tokens.to(self.image_refiner.dtype))
+
+    def clip_image_tokens(self, image: torch.Tensor) -> torch.Tensor:
+        r"""
+        The CLIP patch tokens (without the class token) of whole images, resized to the image encoder's input size
+        and normalised as its feature extractor says; the input of the refine layer.
+
+        Args:
+            image (`torch.Tensor`): `(batch, 3, height, width)` in `[0, 1]`.
+        """
         crop = self.feature_extractor.crop_size
         size = (crop, crop) if isinstance(crop, int) else (int(crop["height"]), int(crop["width"]))
         mean = torch.tensor(self.feature_extractor.image_mean, device=image.device).view(1, -1, 1, 1)
         std = torch.tensor(self.feature_extractor.image_std, device=image.device).view(1, -1, 1, 1)
         pixels = F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
         pixels = ((pixels.clamp(0, 1) - mean) / std).to(self.image_encoder.dtype)
-        tokens = self.image_encoder(pixel_values=pixels).last_hidden_state[:, 1:]
-        return self.image_refiner(tokens.to(self.image_refiner.dtype))
+        return self.image_encoder(pixel_values=pixels).last_hidden_state[:, 1:]
 
     def prepare_extra_step_kwargs(self, generator, eta: float) -> dict:
         parameters = set(inspect.signature(self.scheduler.step).parameters)
