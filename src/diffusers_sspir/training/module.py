@@ -1,0 +1,77 @@
+"""The trainable part of SSP-IR's forward pass as one module, so that accelerate prepares (and, on several GPUs,
+wraps in DistributedDataParallel) a single model."""
+
+import torch
+from torch import nn
+
+from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
+
+BRANCH_MARKER = ".processor."
+
+
+class SSPIRTrainingModule(nn.Module):
+    r"""
+    Structure processor → ControlNet → UNet, with the refine layer on the CLIP image tokens: the noise prediction of
+    [`~diffusers_sspir.SSPIRPipeline.predict_noise`] plus the structure processor's RGB outputs, for training.
+
+    The frozen encoders (VAE, text encoder, CLIP vision) run outside this module, under `torch.no_grad()`.
+    """
+
+    def __init__(
+        self,
+        unet: SSPIRUNet2DConditionModel,
+        controlnet: SSPIRControlNetModel,
+        structure_processor: StructureProcessor,
+        image_refiner: ImageTokenRefiner,
+    ):
+        super().__init__()
+        self.unet = unet
+        self.controlnet = controlnet
+        self.structure_processor = structure_processor
+        self.image_refiner = image_refiner
+
+    def forward(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        text_embeds: torch.Tensor,
+        clip_tokens: torch.Tensor,
+        low_quality: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        r"""
+        Args:
+            noisy_latents (`torch.Tensor`): `(batch, 4, h, w)`.
+            timesteps (`torch.Tensor`): `(batch,)` training timesteps.
+            text_embeds (`torch.Tensor`): text tokens of the captions.
+            clip_tokens (`torch.Tensor`): CLIP patch tokens of the upscaled low-quality images
+                ([`~diffusers_sspir.SSPIRPipeline.clip_image_tokens`]).
+            low_quality (`torch.Tensor`): the upscaled low-quality images `(batch, 3, 8h, 8w)` in `[0, 1]`.
+
+        Returns:
+            `tuple`: the UNet's prediction and the structure processor's RGB outputs (finest first).
+        """
+        structure = self.structure_processor(low_quality.to(self.structure_processor.dtype))
+        image_embeds = self.image_refiner(clip_tokens.to(self.image_refiner.dtype))
+        priors = dict(encoder_hidden_states=text_embeds, image_embeds=image_embeds, return_dict=False)
+        down, mid = self.controlnet(noisy_latents, timesteps, controlnet_cond=structure.features, **priors)
+        prediction = self.unet(
+            noisy_latents, timesteps, down_block_additional_residuals=down, mid_block_additional_residual=mid, **priors
+        )[0]
+        return prediction, structure.rgb
+
+
+def select_full_training_parameters(module: SSPIRTrainingModule) -> dict[str, nn.Parameter]:
+    """Freezes everything, then unfreezes what SSP-IR trains: the ControlNet, the structure processor, the refine
+    layer and the UNet's dual-prior branches. Returns the trainable parameters by name."""
+    module.requires_grad_(False)
+    for part in (module.controlnet, module.structure_processor, module.image_refiner):
+        part.requires_grad_(True)
+    for name, parameter in module.unet.named_parameters():
+        if BRANCH_MARKER in name:
+            parameter.requires_grad_(True)
+    return trainable_parameters(module)
+
+
+def trainable_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
+    """The parameters of `module` that require gradients, by name."""
+    return {name: parameter for name, parameter in module.named_parameters() if parameter.requires_grad}

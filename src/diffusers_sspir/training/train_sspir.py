@@ -1,0 +1,65 @@
+"""Full SSP-IR training from Stable Diffusion 1.5 (or from a saved SSP-IR pipeline): the ControlNet, structure
+processor, dual-prior branches and refine layer train; everything else is frozen.
+
+Run it with `accelerate launch examples/train_sspir.py --help` (or `python -m diffusers_sspir.training.train_sspir`).
+"""
+
+import argparse
+
+import torch
+
+from ..pipelines import SSPIRPipeline
+from .arguments import FULL, parse_args
+from .module import SSPIRTrainingModule, select_full_training_parameters
+from .trainer import TrainingParts, train
+
+
+def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
+    """The pipeline the run starts from (float32): a saved SSP-IR folder, or an untrained SSP-IR built from Stable
+    Diffusion and CLIP."""
+    if args.pretrained_sspir:
+        return SSPIRPipeline.from_pretrained(args.pretrained_sspir, dtype=torch.float32)
+    return SSPIRPipeline.from_stable_diffusion(
+        args.pretrained_model_name_or_path,
+        image_encoder=args.image_encoder,
+        image_embed_dim=args.image_embed_dim,
+        pixel_attention=not args.no_pixel_attention,
+        dtype=torch.float32,
+    )
+
+
+def training_module(pipe: SSPIRPipeline) -> SSPIRTrainingModule:
+    return SSPIRTrainingModule(pipe.unet, pipe.controlnet, pipe.structure_processor, pipe.image_refiner)
+
+
+def build(args: argparse.Namespace) -> TrainingParts:
+    pipe = load_pipeline(args)
+    module = training_module(pipe)
+    trainable = select_full_training_parameters(module)
+    return TrainingParts(pipe, module, trainable, rgb_weights=(args.rgb_l1_weight, args.rgb_fft_weight))
+
+
+def save_final(args: argparse.Namespace, parts: TrainingParts) -> None:
+    """Saves the complete pipeline (float32) to `--output_dir`. The frozen models ran in a lower precision under
+    mixed precision, so they are loaded again from where the run started and only the trained weights are taken
+    from the run."""
+    pipe = parts.pipe
+    if any(p.dtype != torch.float32 for p in pipe.components["vae"].parameters()) or any(
+        p.dtype != torch.float32 for p in parts.module.parameters()
+    ):
+        pipe = load_pipeline(args)
+        trained = {name: parameter.detach().float().cpu() for name, parameter in parts.trainable.items()}
+        missing = set(trained) - set(training_module(pipe).state_dict())
+        if missing:
+            raise RuntimeError(f"Trained weights {sorted(missing)[:3]} have no place in the reloaded pipeline.")
+        training_module(pipe).load_state_dict(trained, strict=False)
+    pipe.save_pretrained(args.output_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(FULL, argv)
+    train(args, build, save_final)
+
+
+if __name__ == "__main__":
+    main()

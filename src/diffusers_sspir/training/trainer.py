@@ -1,0 +1,379 @@
+"""The training loop shared by full SSP-IR training and LoRA fine-tuning (accelerate: one GPU, several GPUs or
+machines, mixed precision, gradient accumulation; resumable from atomic checkpoints)."""
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers import DDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.utils import load_image
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from ..data.datasets import PairedImageFolder, collate_fn
+from ..data.degradations import RealESRGANDegradation, RealESRGANDegradationConfig
+from ..pipelines import SSPIRPipeline
+from .checkpoint import (
+    TrainingProgress,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from .losses import diffusion_target, structure_prior_loss
+from .module import SSPIRTrainingModule
+
+logger = get_logger(__name__)
+
+WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def derive_seed(*values: int) -> int:
+    """A 63-bit seed from a tuple of integers (run seed, epoch, batch, process), the same on every machine."""
+    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class EpochSampler(Sampler[int]):
+    """A random order of the dataset that depends only on `(seed, epoch)`: a resumed run sees the same batches as an
+    uninterrupted one, and every process of a multi-GPU run draws the same order (accelerate then shards it)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Standard normal noise drawn on the CPU from `generator` (so results do not depend on the device's RNG)."""
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+
+
+@dataclass
+class TrainingParts:
+    """What a training mode builds: the pipeline (for its frozen encoders and for validation), the trainable module
+    and its trainable parameters, and how the structure-processor loss is weighted (`None`: not trained)."""
+
+    pipe: SSPIRPipeline
+    module: SSPIRTrainingModule
+    trainable: dict[str, torch.nn.Parameter]
+    rgb_weights: tuple[float, float] | None
+
+
+def resolve_report_to(report_to: str) -> str | list[str] | None:
+    if report_to != "auto":
+        return None if report_to == "none" else report_to
+    installed = [name for name in ("tensorboard", "wandb") if importlib.util.find_spec(name) is not None]
+    return installed or None
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    """Refuses to start a new run over the results of another one, unless asked to."""
+    if args.resume_from_checkpoint or args.overwrite_output_dir or not os.path.isdir(args.output_dir):
+        return
+    existing = [path for _, path in list_checkpoints(args.output_dir)]
+    existing += [
+        os.path.join(args.output_dir, name)
+        for name in ("model_index.json", "pytorch_lora_weights.safetensors")
+        if os.path.exists(os.path.join(args.output_dir, name))
+    ]
+    if existing:
+        raise FileExistsError(
+            f"--output_dir {args.output_dir} already holds a training run ({existing[0]}). Resume it with "
+            "--resume_from_checkpoint latest, choose another folder, or pass --overwrite_output_dir to start afresh "
+            "(its checkpoints and model files are then replaced as the new run writes them)."
+        )
+
+
+def load_degradation_config(args: argparse.Namespace) -> RealESRGANDegradationConfig:
+    overrides = {}
+    if args.degradation_config:
+        with open(args.degradation_config, encoding="utf-8") as file:
+            overrides = json.load(file)
+        known = {field.name for field in fields(RealESRGANDegradationConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"--degradation_config {args.degradation_config} has unknown fields {unknown}; accepted: "
+                f"{sorted(known)}."
+            )
+        if overrides.get("scale", args.scale) != args.scale:
+            raise ValueError(
+                f"--degradation_config sets scale {overrides['scale']} but --scale is {args.scale}: make them agree."
+            )
+    overrides["scale"] = args.scale
+    return RealESRGANDegradationConfig(**overrides)
+
+
+def place_parts(parts: TrainingParts, device: torch.device, weight_dtype: torch.dtype) -> None:
+    """Frozen weights go to `weight_dtype` (they only run forward), trained ones stay in float32."""
+    pipe = parts.pipe
+    for frozen in (pipe.vae, pipe.text_encoder, pipe.image_encoder):
+        frozen.requires_grad_(False).eval().to(device)
+        if frozen.dtype != weight_dtype:
+            frozen.to(dtype=weight_dtype)
+    parts.module.to(device)
+    for parameter in parts.module.parameters():
+        parameter.data = parameter.data.to(torch.float32 if parameter.requires_grad else weight_dtype)
+
+
+def make_optimizer(args: argparse.Namespace, parameters: list[torch.nn.Parameter], learning_rate: float):
+    if args.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+        except ImportError as error:
+            raise ImportError("--use_8bit_adam needs bitsandbytes: pip install bitsandbytes") from error
+        optimizer_class = bnb.optim.AdamW8bit
+    else:
+        optimizer_class = torch.optim.AdamW
+    return optimizer_class(
+        parameters,
+        lr=learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+
+
+class LossComputer:
+    """One training example batch → the loss terms: degrade (HQ-only data), upscale, encode with the frozen models,
+    noise the latents, predict, compare."""
+
+    def __init__(self, parts: TrainingParts, model: torch.nn.Module, degradation, weight_dtype: torch.dtype):
+        self.parts, self.model, self.degradation, self.weight_dtype = parts, model, degradation, weight_dtype
+        self.noise_scheduler = DDPMScheduler.from_config(parts.pipe.scheduler.config)
+
+    def __call__(self, batch: dict, generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+        pipe = self.parts.pipe
+        high_quality = batch["gt"].to(device, torch.float32)
+        with torch.no_grad():
+            low_quality = batch["lq"].to(device, torch.float32) if "lq" in batch else None
+            if low_quality is None:
+                low_quality = self.degradation(high_quality, generator=generator)
+            # The pipeline upscales the same way before every prior.
+            upscaled = F.interpolate(low_quality, size=high_quality.shape[-2:], mode="bicubic", align_corners=False)
+            upscaled = upscaled.clamp(0, 1)
+            posterior = pipe.vae.encode((high_quality * 2 - 1).to(self.weight_dtype)).latent_dist
+            latents = posterior.mean.float() + posterior.std.float() * randn(posterior.mean.shape, generator, device)
+            latents = latents * pipe.vae.config.scaling_factor
+            text_embeds = pipe.encode_prompt(list(batch["caption"]), device)
+            clip_tokens = pipe.clip_image_tokens(upscaled)
+        noise = randn(latents.shape, generator, device)
+        num_timesteps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, num_timesteps, (latents.shape[0],), generator=generator).to(device)
+        noisy_latents = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        prediction, rgb = self.model(noisy_latents, timesteps, text_embeds, clip_tokens, upscaled)
+        target = diffusion_target(self.noise_scheduler, latents, noise, timesteps)
+        diffusion = F.mse_loss(prediction.float(), target.float())
+        terms = {"diffusion": diffusion.detach()}
+        loss = diffusion
+        if self.parts.rgb_weights is not None:
+            structure, structure_terms = structure_prior_loss(rgb, high_quality, *self.parts.rgb_weights)
+            loss = loss + structure
+            terms.update(structure_terms)
+        terms["loss"] = loss
+        return terms
+
+
+def validate(args: argparse.Namespace, accelerator: Accelerator, parts: TrainingParts, step: int) -> None:
+    """Restores the validation images with the current weights; saves them and logs them to the trackers."""
+    pipe, module = parts.pipe, parts.module
+    module.eval()
+    pipe.set_progress_bar_config(disable=True)
+    folder = os.path.join(args.output_dir, "validation", f"step-{step:07d}")
+    os.makedirs(folder, exist_ok=True)
+    restored = []
+    with torch.no_grad(), accelerator.autocast():
+        for path in args.validation_image:
+            result = pipe(
+                load_image(path),
+                prompt=args.validation_prompt,
+                upscale=args.scale,
+                num_inference_steps=args.validation_inference_steps,
+                generator=torch.Generator().manual_seed(args.seed),
+            )
+            image = result.images[0]
+            image.save(os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".png"))
+            restored.append(np.asarray(image))
+    module.train()
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            for i, image in enumerate(restored):
+                tracker.writer.add_image(f"validation/{i}", image, step, dataformats="HWC")
+        elif tracker.name == "wandb":
+            import wandb
+
+            tracker.log({"validation": [wandb.Image(image) for image in restored]}, step=step)
+
+
+def train(
+    args: argparse.Namespace,
+    build: Callable[[argparse.Namespace], TrainingParts],
+    save_final: Callable[[argparse.Namespace, TrainingParts], None],
+) -> TrainingParts:
+    """Runs a training: `build` makes the parts (with their trainable parameters selected), `save_final` writes
+    the result on the main process at the end."""
+    check_output_dir(args)
+    project = ProjectConfiguration(
+        project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+    )
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=resolve_report_to(args.report_to),
+        project_config=project,
+    )
+    device = accelerator.device
+    weight_dtype = WEIGHT_DTYPES[accelerator.mixed_precision]
+    if args.allow_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    dataset = PairedImageFolder(
+        args.train_data_dir,
+        resolution=args.resolution,
+        scale=args.scale,
+        random_flip=not args.no_random_flip,
+        null_text_ratio=args.null_text_ratio,
+        seed=args.seed,
+        on_problem="skip" if args.skip_bad_files else "error",
+    )
+    degradation = None if dataset.has_lq else RealESRGANDegradation(load_degradation_config(args))
+
+    set_seed(args.seed)  # the initialisation of new layers
+    parts = build(args)
+    place_parts(parts, device, weight_dtype)
+    if args.gradient_checkpointing:
+        parts.module.unet.enable_gradient_checkpointing()
+        parts.module.controlnet.enable_gradient_checkpointing()
+    parameters = list(parts.trainable.values())
+    learning_rate = args.learning_rate
+    if args.scale_lr:
+        learning_rate *= args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
+    optimizer = make_optimizer(args, parameters, learning_rate)
+
+    sampler = EpochSampler(len(dataset), args.seed)
+    dataloader = DataLoader(
+        dataset,
+        batch_size=args.train_batch_size,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers,
+        drop_last=True,
+    )
+    if len(dataloader) == 0:
+        raise ValueError(
+            f"--train_data_dir has {len(dataset)} usable images, fewer than one batch of --train_batch_size "
+            f"{args.train_batch_size}."
+        )
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, dataloader, lr_scheduler = accelerator.prepare(parts.module, optimizer, dataloader, lr_scheduler)
+
+    progress = TrainingProgress()
+    checkpoint = (
+        resolve_checkpoint(args.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    )
+    if checkpoint is not None:
+        progress = load_checkpoint(checkpoint, parts.trainable, optimizer, lr_scheduler, accelerator.scaler)
+        logger.info(f"Resumed from {checkpoint} at step {progress.global_step}.", main_process_only=True)
+    elif args.resume_from_checkpoint:
+        logger.info(f"No checkpoint in {args.output_dir} yet: starting a new run.", main_process_only=True)
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers(args.tracker_project_name, config={k: str(v) for k, v in vars(args).items()})
+    batches_per_step = args.gradient_accumulation_steps * accelerator.num_processes
+    logger.info(
+        f"{len(dataset)} training images, {len(dataloader)} batches per epoch per process, "
+        f"{sum(p.numel() for p in parameters):,} trainable parameters, "
+        f"{math.ceil(args.max_train_steps * batches_per_step / max(len(dataloader), 1))} epochs.",
+        main_process_only=True,
+    )
+
+    compute_loss = LossComputer(parts, model, degradation, weight_dtype)
+    bar = tqdm(
+        total=args.max_train_steps,
+        initial=progress.global_step,
+        desc="steps",
+        disable=not accelerator.is_local_main_process,
+    )
+    model.train()
+    running: dict[str, float] = {}
+    while progress.global_step < args.max_train_steps:
+        sampler.set_epoch(progress.epoch)
+        dataset.set_epoch(progress.epoch)
+        loader = dataloader
+        if progress.batches_in_epoch:
+            loader = accelerator.skip_first_batches(dataloader, progress.batches_in_epoch)
+        for batch in loader:
+            generator = torch.Generator().manual_seed(
+                derive_seed(args.seed, progress.epoch, progress.batches_in_epoch, accelerator.process_index)
+            )
+            with accelerator.accumulate(model):
+                terms = compute_loss(batch, generator, device)
+                accelerator.backward(terms["loss"])
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(parameters, args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            progress.batches_in_epoch += 1
+            for name, value in terms.items():
+                running[name] = running.get(name, 0.0) + float(value.detach()) / args.gradient_accumulation_steps
+            if not accelerator.sync_gradients:
+                continue
+            progress.global_step += 1
+            logs = {**running, "lr": lr_scheduler.get_last_lr()[0]}
+            running = {}
+            bar.update(1)
+            bar.set_postfix({name: f"{value:.4g}" for name, value in logs.items()})
+            accelerator.log(logs, step=progress.global_step)
+            done = progress.global_step >= args.max_train_steps
+            if progress.global_step % args.checkpointing_steps == 0 or done:
+                if accelerator.is_main_process:
+                    trained = {name: p.detach() for name, p in parts.trainable.items()}
+                    path = save_checkpoint(
+                        args.output_dir, progress, trained, optimizer, lr_scheduler, accelerator.scaler
+                    )
+                    for deleted in prune_checkpoints(args.output_dir, args.checkpoints_total_limit):
+                        logger.info(f"Deleted old checkpoint {deleted}.")
+                    logger.info(f"Saved {path}.")
+                accelerator.wait_for_everyone()
+            if args.validation_image and accelerator.is_main_process:
+                if progress.global_step % args.validation_steps == 0 or done:
+                    validate(args, accelerator, parts, progress.global_step)
+            if done:
+                break
+        else:
+            progress.epoch += 1
+            progress.batches_in_epoch = 0
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_final(args, parts)
+        logger.info(f"Saved the trained model to {args.output_dir}.")
+    accelerator.end_training()
+    return parts

@@ -1,0 +1,124 @@
+"""Full SSP-IR training on tiny components: runs end to end, writes a pipeline that loads and restores, learns,
+and resumes after an interruption exactly where it stopped."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffusers_sspir import SSPIRPipeline
+from diffusers_sspir.training import checkpoint as checkpoint_module
+from diffusers_sspir.training import trainer as trainer_module
+from diffusers_sspir.training.arguments import FULL, parse_args
+from diffusers_sspir.training.train_sspir import build, main
+from diffusers_sspir.training.trainer import LossComputer
+
+from .helpers import RESOLUTION, common_args, make_hq_folder, make_paired_folder, sd_args, smooth_image
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory):
+    return sd_args(tmp_path_factory.mktemp("models"))
+
+
+@pytest.mark.parametrize("layout", ["hq_only", "paired"])
+def test_two_steps_from_stable_diffusion_give_a_loadable_pipeline(tmp_path, sd, layout):
+    data = (make_hq_folder if layout == "hq_only" else make_paired_folder)(tmp_path / "data")
+    smooth_image(7, 16).save(tmp_path / "val.png")
+    output = tmp_path / "run"
+    main([*sd, *common_args(data, output), "--validation_image", str(tmp_path / "val.png"),
+          "--validation_steps", "2", "--validation_inference_steps", "2"])  # fmt: skip
+
+    assert (output / "checkpoint-2" / "state.json").is_file()
+    assert (output / "validation" / "step-0000002" / "val.png").is_file()
+    pipe = SSPIRPipeline.from_pretrained(output)
+    result = pipe(smooth_image(3, 16), prompt="a photo", num_inference_steps=2, output_type="np")
+    assert result.images.shape == (1, 64, 64, 3) and np.isfinite(result.images).all()
+    # The frozen parts are Stable Diffusion's, unchanged; the trained ones moved.
+    trained = load_file(output / "checkpoint-2" / "trainable.safetensors")
+    assert any(".processor.image_attn." in name for name in trained)
+    assert not any(name.startswith("unet.") and ".processor." not in name for name in trained)
+    assert any(name.startswith("structure_processor.") for name in trained)
+
+
+def test_overfitting_a_tiny_set_lowers_the_loss(tmp_path, sd):
+    data = make_paired_folder(tmp_path / "data", count=1)
+    options = ["--learning_rate", "2e-3", "--checkpointing_steps", "100", "--null_text_ratio", "0", "--no_random_flip"]
+    args = parse_args(FULL, [*sd, *common_args(data, tmp_path / "run", steps=30), *options])
+
+    def loss_on_fixed_batch(parts):
+        from diffusers_sspir.data.datasets import PairedImageFolder, collate_fn
+
+        dataset = PairedImageFolder(data, resolution=RESOLUTION, random_crop=False, random_flip=False)
+        batch = collate_fn([dataset[0]] * 4)
+        computer = LossComputer(parts, parts.module, None, torch.float32)
+        with torch.no_grad():
+            terms = computer(batch, torch.Generator().manual_seed(123), torch.device("cpu"))
+        return {name: float(value) for name, value in terms.items()}
+
+    before = loss_on_fixed_batch(build(args))
+    after = loss_on_fixed_batch(trainer_module.train(args, build, lambda *_: None))
+    assert after["rgb_l1"] < 0.5 * before["rgb_l1"]
+    assert after["diffusion"] < before["diffusion"]
+    assert after["loss"] < before["loss"]
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, sd, monkeypatch):
+    data = make_hq_folder(tmp_path / "data", count=3)  # 3 batches per epoch: the run crosses an epoch boundary
+    run_args = lambda output: [*sd, *common_args(data, output, steps=5), "--lr_scheduler", "cosine"]  # noqa: E731
+    main(run_args(tmp_path / "straight"))
+
+    real_save = checkpoint_module.save_checkpoint
+
+    def save_then_die(output_dir, progress, *args, **kwargs):
+        path = real_save(output_dir, progress, *args, **kwargs)
+        if progress.global_step == 4:
+            raise KeyboardInterrupt  # killed right after the step-4 checkpoint
+        return path
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main(run_args(tmp_path / "resumed"))
+    assert not (tmp_path / "resumed" / "model_index.json").exists()
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    main([*run_args(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"])
+
+    progress = json.loads((tmp_path / "resumed" / "checkpoint-5" / "state.json").read_text())["progress"]
+    assert progress == {"global_step": 5, "epoch": 1, "batches_in_epoch": 2}
+    straight = load_file(tmp_path / "straight" / "checkpoint-5" / "trainable.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "checkpoint-5" / "trainable.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=0, msg=name)
+
+
+def test_new_run_refuses_a_folder_holding_another_run(tmp_path, sd):
+    data = make_hq_folder(tmp_path / "data", count=1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model_index.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="--resume_from_checkpoint latest"):
+        main([*sd, *common_args(data, tmp_path / "run")])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--resolution", "60"], "--resolution must be a multiple of 8"),
+        (["--null_text_ratio", "1.5"], "--null_text_ratio must be in"),
+        (["--max_train_steps", "0"], "--max_train_steps must be a positive integer"),
+    ],
+)
+def test_bad_options_are_named(tmp_path, sd, capsys, options, message):
+    data = make_hq_folder(tmp_path / "data", count=1)
+    with pytest.raises(SystemExit):
+        parse_args(FULL, [*sd, *common_args(data, tmp_path / "run"), *options])
+    assert message in capsys.readouterr().err
+
+
+def test_start_needs_stable_diffusion_or_sspir(tmp_path, capsys):
+    data = make_hq_folder(tmp_path / "data", count=1)
+    with pytest.raises(SystemExit):
+        parse_args(FULL, common_args(data, tmp_path / "run"))
+    assert "--pretrained_model_name_or_path" in capsys.readouterr().err
