@@ -2,6 +2,10 @@
 and resumes after an interruption exactly where it stopped."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +126,47 @@ def test_start_needs_stable_diffusion_or_sspir(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args(FULL, common_args(data, tmp_path / "run"))
     assert "--pretrained_model_name_or_path" in capsys.readouterr().err
+
+
+def test_bf16_run_saves_float32_pipeline_with_stable_diffusion_frozen_weights_intact(tmp_path, sd):
+    data = make_paired_folder(tmp_path / "data", count=1)
+    output = tmp_path / "run"
+    main([*sd, *common_args(data, output, steps=1), "--mixed_precision", "bf16", "--gradient_checkpointing"])
+    pipe = SSPIRPipeline.from_pretrained(output)
+    assert {p.dtype for p in pipe.unet.parameters()} == {torch.float32}
+    source = SSPIRPipeline.from_stable_diffusion(sd[1], image_encoder=sd[3], image_embed_dim=12)
+    for name in ("vae", "text_encoder", "image_encoder"):
+        for (key, saved), original in zip(
+            getattr(pipe, name).state_dict().items(), getattr(source, name).state_dict().values()
+        ):
+            torch.testing.assert_close(saved, original, rtol=0, atol=0, msg=f"{name}.{key}")
+    unet, trained = pipe.unet.state_dict(), load_file(output / "checkpoint-1" / "trainable.safetensors")
+    torch.testing.assert_close(unet["conv_in.weight"], source.unet.state_dict()["conv_in.weight"], rtol=0, atol=0)
+    branch = next(name for name in trained if name.startswith("unet.") and "to_out.0.weight" in name)
+    torch.testing.assert_close(unet[branch.removeprefix("unet.")], trained[branch], rtol=0, atol=0)
+    assert trained[branch].abs().max() > 0  # the zero-initialised branch output moved
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path, sd):
+    data = make_hq_folder(tmp_path / "data", count=3)
+    output = tmp_path / "run"
+    main([*sd, *common_args(data, output, steps=2), "--gradient_accumulation_steps", "2"])
+    progress = json.loads((output / "checkpoint-2" / "state.json").read_text())["progress"]
+    # 3 batches per epoch: 2 make the first optimizer step, the last one the second (accelerate steps at the end
+    # of an epoch whatever was accumulated).
+    assert progress == {"global_step": 2, "epoch": 0, "batches_in_epoch": 3}
+
+
+def test_two_processes_train_with_distributed_data_parallel(tmp_path, sd):
+    """The script under `torchrun` (what `accelerate launch --multi_gpu` runs), on two CPU processes (gloo)."""
+    data = make_hq_folder(tmp_path / "data", count=4)
+    output = tmp_path / "run"
+    script = Path(__file__).parents[2] / "examples" / "train_sspir.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), *sd,
+               *common_args(data, output, steps=2)]  # fmt: skip
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "2 processes, 2 batches per epoch per process" in completed.stderr
+    assert (output / "checkpoint-2" / "state.json").is_file()
+    SSPIRPipeline.from_pretrained(output)

@@ -5,6 +5,7 @@ Run it with `accelerate launch examples/train_sspir.py --help` (or `python -m di
 """
 
 import argparse
+import logging
 
 import torch
 
@@ -58,6 +59,7 @@ def save_final(args: argparse.Namespace, parts: TrainingParts) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(FULL, argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     train(args, build, save_final)
 
 

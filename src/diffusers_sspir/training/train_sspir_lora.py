@@ -8,6 +8,7 @@ Run it with `accelerate launch examples/train_sspir_lora.py --help`.
 """
 
 import argparse
+import logging
 import os
 import re
 
@@ -65,6 +66,7 @@ def save_final(args: argparse.Namespace, parts: TrainingParts) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(LORA, argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     train(args, build, save_final)
 
 

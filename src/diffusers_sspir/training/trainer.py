@@ -304,11 +304,12 @@ def train(
 
     if accelerator.is_main_process:
         accelerator.init_trackers(args.tracker_project_name, config={k: str(v) for k, v in vars(args).items()})
-    batches_per_step = args.gradient_accumulation_steps * accelerator.num_processes
+    steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
+    epochs = math.ceil(args.max_train_steps / steps_per_epoch)
     logger.info(
-        f"{len(dataset)} training images, {len(dataloader)} batches per epoch per process, "
-        f"{sum(p.numel() for p in parameters):,} trainable parameters, "
-        f"{math.ceil(args.max_train_steps * batches_per_step / max(len(dataloader), 1))} epochs.",
+        f"{len(dataset)} training images, {accelerator.num_processes} processes, {len(dataloader)} batches per "
+        f"epoch per process, {steps_per_epoch} optimizer steps per epoch, {epochs} epochs; "
+        f"{sum(p.numel() for p in parameters):,} trainable parameters.",
         main_process_only=True,
     )
 
@@ -320,7 +321,8 @@ def train(
         disable=not accelerator.is_local_main_process,
     )
     model.train()
-    running: dict[str, float] = {}
+    running: dict[str, float] = {}  # loss terms summed over the batches of one optimizer step
+    accumulated = 0
     while progress.global_step < args.max_train_steps:
         sampler.set_epoch(progress.epoch)
         dataset.set_epoch(progress.epoch)
@@ -341,12 +343,14 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
             progress.batches_in_epoch += 1
             for name, value in terms.items():
-                running[name] = running.get(name, 0.0) + float(value.detach()) / args.gradient_accumulation_steps
+                running[name] = running.get(name, 0.0) + float(value.detach())
+            accumulated += 1
             if not accelerator.sync_gradients:
                 continue
             progress.global_step += 1
-            logs = {**running, "lr": lr_scheduler.get_last_lr()[0]}
-            running = {}
+            logs = {name: total / accumulated for name, total in running.items()}
+            logs["lr"] = lr_scheduler.get_last_lr()[0]
+            running, accumulated = {}, 0
             bar.update(1)
             bar.set_postfix({name: f"{value:.4g}" for name, value in logs.items()})
             accelerator.log(logs, step=progress.global_step)
