@@ -170,3 +170,13 @@ def test_two_processes_train_with_distributed_data_parallel(tmp_path, sd):
     assert "2 processes, 2 batches per epoch per process" in completed.stderr
     assert (output / "checkpoint-2" / "state.json").is_file()
     SSPIRPipeline.from_pretrained(output)
+
+
+def test_overwrite_output_dir_removes_the_old_runs_checkpoints(tmp_path, sd):
+    data = make_hq_folder(tmp_path / "data", count=1)
+    old = tmp_path / "run" / "checkpoint-1000"
+    old.mkdir(parents=True)
+    (old / "state.json").write_text("{}")
+    main([*sd, *common_args(data, tmp_path / "run", steps=1), "--overwrite_output_dir"])
+    assert not old.exists()
+    assert (tmp_path / "run" / "checkpoint-1" / "state.json").is_file()

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -86,9 +87,16 @@ def resolve_report_to(report_to: str) -> str | list[str] | None:
     return installed or None
 
 
-def check_output_dir(args: argparse.Namespace) -> None:
-    """Refuses to start a new run over the results of another one, unless asked to."""
-    if args.resume_from_checkpoint or args.overwrite_output_dir or not os.path.isdir(args.output_dir):
+def check_output_dir(args: argparse.Namespace, is_main_process: bool = True) -> None:
+    """Refuses to start a new run over the results of another one, unless asked to; with `--overwrite_output_dir`,
+    deletes the old run's checkpoints first (so that a later `--resume_from_checkpoint latest` cannot pick one)."""
+    if args.resume_from_checkpoint or not os.path.isdir(args.output_dir):
+        return
+    if args.overwrite_output_dir:
+        if is_main_process:
+            for _, path in list_checkpoints(args.output_dir):
+                shutil.rmtree(path)
+                logger.info(f"--overwrite_output_dir: deleted {path} of the earlier run.")
         return
     existing = [path for _, path in list_checkpoints(args.output_dir)]
     existing += [
@@ -100,7 +108,7 @@ def check_output_dir(args: argparse.Namespace) -> None:
         raise FileExistsError(
             f"--output_dir {args.output_dir} already holds a training run ({existing[0]}). Resume it with "
             "--resume_from_checkpoint latest, choose another folder, or pass --overwrite_output_dir to start afresh "
-            "(its checkpoints and model files are then replaced as the new run writes them)."
+            "(the old checkpoints are deleted; the saved model is replaced at the end of the new run)."
         )
 
 
@@ -232,7 +240,6 @@ def train(
 ) -> TrainingParts:
     """Runs a training: `build` makes the parts (with their trainable parameters selected), `save_final` writes
     the result on the main process at the end."""
-    check_output_dir(args)
     project = ProjectConfiguration(
         project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
     )
@@ -242,6 +249,8 @@ def train(
         log_with=resolve_report_to(args.report_to),
         project_config=project,
     )
+    check_output_dir(args, accelerator.is_main_process)
+    accelerator.wait_for_everyone()
     device = accelerator.device
     weight_dtype = WEIGHT_DTYPES[accelerator.mixed_precision]
     if args.allow_tf32 and torch.cuda.is_available():
