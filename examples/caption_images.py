@@ -1,0 +1,67 @@
+"""Caption a folder of images into `captions/<stem>.txt`, as SSP-IR's training data needs.
+
+With a vision-language model (any folder or Hub id that transformers' AutoModelForImageTextToText loads: LLaVA-1.5 in
+the llava-hf format, Qwen2-VL, SmolVLM, ...), asked SSP-IR's question about each image:
+
+    python examples/caption_images.py data/lq --captioner llava-hf/llava-1.5-7b-hf --batch-size 8
+
+or with one fixed caption for every image:
+
+    python examples/caption_images.py data/lq --fixed "a photo"
+
+Batched, resumable (images that already have a caption are skipped), with a progress bar. `sspir caption` is the same
+on the command line; both call `diffusers_sspir.captioners.caption_folder`.
+"""
+
+import argparse
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", help="the folder of images (not its subfolders)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--captioner", help="a vision-language model folder or Hub id")
+    source.add_argument("--fixed", help="the same caption for every image")
+    parser.add_argument("--output", help="where to write <stem>.txt (default: FOLDER/captions)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=512, help="the longest caption, in tokens")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="caption again images that have a caption")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+
+    import torch
+
+    from diffusers_sspir.captioners import FixedCaptioner, VLMCaptioner, caption_folder
+
+    if args.fixed is not None:
+        captioner = FixedCaptioner(args.fixed)
+    else:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        captioner = VLMCaptioner(
+            args.captioner, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=device, dtype=dtype
+        )
+    result = caption_folder(
+        args.folder,
+        captioner,
+        output_dir=args.output,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        generator_seed=args.seed,
+    )
+    for path, reason in result.failed.items():
+        print(f"failed: {path}: {reason}")
+    print(
+        f"captioned {len(result.captioned)}, skipped {len(result.skipped)} already captioned, "
+        f"failed {len(result.failed)}; captions in {result.output_dir}"
+    )
+    if result.failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
