@@ -1,0 +1,258 @@
+"""What the `sspir` commands share: errors, messages, input lists, devices, atomic writes and the end summary.
+
+Only the standard library is imported at module level, so that `sspir --help` stays fast; torch, PIL and the
+package's models are imported inside the functions that need them.
+"""
+
+import argparse
+import contextlib
+import glob
+import math
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+class CLIError(Exception):
+    """An error the user can fix: shown as one line (what, what is wrong, what to do), without a traceback."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and examples, with room for long option names."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+
+def echo(message: str = "", err: bool = False) -> None:
+    """Writes a line to stdout (or stderr) without breaking a running progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr if err else sys.stdout)
+
+
+def one_line(error: BaseException) -> str:
+    """The message of `error` on a single line."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+# ------------------------------------------------------------------ arguments
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def device_name(text: str) -> str:
+    if text in DEVICES or text.startswith("cuda:") and text[5:].isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"must be one of {', '.join(DEVICES)} (or cuda:N), got {text!r}")
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", type=device_name, default="auto", metavar="DEVICE",
+        help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="auto",
+        help="weights' precision; auto = float16 on CUDA, float32 elsewhere (default: auto)",
+    )  # fmt: skip
+
+
+def resolve_device(name: str) -> Any:
+    """The `torch.device` for `--device`, or a `CLIError` when that device is not available."""
+    import torch
+
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise CLIError(f"--device {name}: no CUDA device is available (torch {torch.__version__}, {build}); "
+                           "use --device cpu, or install the torch build for your CUDA version.")  # fmt: skip
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise CLIError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices.")
+    if name == "mps" and not has_mps:
+        raise CLIError("--device mps: MPS (Apple GPU) is not available here; use --device cpu.")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hides diffusers' and transformers' per-component loading bars inside the block; download bars still show."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    loggers = [library.utils.logging for library in (diffusers, transformers)]
+    enabled = [logger.is_progress_bar_enabled() for logger in loggers]
+    downloads = not huggingface_hub.utils.are_progress_bars_disabled()
+    for logger in loggers:
+        logger.disable_progress_bar()
+    if downloads:
+        huggingface_hub.utils.enable_progress_bars()
+    try:
+        yield
+    finally:
+        for logger, was_enabled in zip(loggers, enabled):
+            if was_enabled:
+                logger.enable_progress_bar()
+
+
+def resolve_dtype(name: str, device: Any) -> Any:
+    """The `torch.dtype` for `--dtype`: `auto` is float16 on CUDA and float32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def collect_inputs(items: list[str]) -> list[Path]:
+    """The image files named by `items`: files (taken as they are), folders (their images, not recursive) and glob
+    patterns (their matching images, `**` recursive). Each file once, in the order given.
+
+    Raises:
+        CLIError: for an item that names nothing, an empty folder or a pattern that matches no image.
+    """
+    from ..captioners.folder import IMAGE_EXTENSIONS, list_images
+
+    found: dict[Path, Path] = {}
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            matches = list_images(path)
+            if not matches:
+                raise CLIError(f"{item}: the folder holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        elif path.is_file():
+            matches = [path]
+        elif glob.has_magic(item):
+            matches = sorted(
+                Path(p) for p in glob.glob(item, recursive=True)
+                if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_EXTENSIONS
+            )  # fmt: skip
+            if not matches:
+                raise CLIError(f"{item}: no image matches this pattern.")
+        else:
+            raise CLIError(f"{item}: no such file or folder; pass image files, folders or glob patterns.")
+        for match in matches:
+            found.setdefault(match.resolve(), match)
+    return list(found.values())
+
+
+def check_unique_stems(paths: list[Path]) -> None:
+    """A `CLIError` naming both files when two inputs would be written to the same output name."""
+    from ..captioners.folder import check_unique_stems as check
+
+    try:
+        check(paths)
+    except ValueError as error:
+        raise CLIError(one_line(error)) from None
+
+
+def read_image(path: Path) -> Any:
+    """Opens and decodes an image file, turned upright by its EXIF orientation (a `PIL.Image.Image`).
+
+    Raises:
+        ValueError: if the file is not an image PIL can read, with the reason.
+    """
+    import PIL.Image
+    import PIL.ImageOps
+
+    try:
+        with PIL.Image.open(path) as image:
+            image.load()
+        return PIL.ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read the image ({one_line(error)})") from None
+
+
+def read_rgb8(path: Path) -> Any:
+    """An image file as an `(H, W, 3)` uint8 array (16-bit grayscale scaled to 8 bits, alpha dropped).
+
+    Raises:
+        ValueError: if the file is not an image PIL can read, with the reason.
+    """
+    import numpy as np
+
+    image = read_image(path)
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        gray = np.clip(np.round(np.asarray(image, dtype=np.float64) / 257), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"))
+
+
+def save_png(image: Any, path: Path) -> None:
+    """Saves a PIL image as PNG through a temporary file, so an interrupted run leaves no partial output."""
+    partial = path.with_name(f".{path.name}.partial")
+    image.save(partial, format="PNG")
+    os.replace(partial, path)
+
+
+def check_writable(paths: list[Path], overwrite: bool, what: str) -> None:
+    """A `CLIError` if one of `paths` exists and `overwrite` is not set."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise CLIError(f"{', '.join(existing)}: {what} already exists; pass --overwrite to replace it.")
+
+
+# ------------------------------------------------------------------ summary
+
+
+@dataclass
+class Summary:
+    """Counts of a command over many files, printed at the end.
+
+    Args:
+        verb (`str`): what was done to each file ("restored", "captioned", …).
+    """
+
+    verb: str
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def fail(self, name: str, reason: str) -> None:
+        self.failed[name] = reason
+        echo(f"failed: {name}: {reason}", err=True)
+
+    def report(self) -> int:
+        """Prints `done / skipped / failed` with the reasons and returns the exit status (1 if anything failed)."""
+        parts = [f"{self.verb} {len(self.done)}"]
+        if self.skipped:
+            parts.append(f"skipped {len(self.skipped)} already done (--overwrite redoes them)")
+        parts.append(f"failed {len(self.failed)}")
+        echo(", ".join(parts) + ("." if not self.failed else ":"))
+        for name, reason in self.failed.items():
+            echo(f"  {name}: {reason}")
+        return 1 if self.failed else 0

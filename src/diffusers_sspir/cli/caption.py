@@ -1,0 +1,95 @@
+"""`sspir caption`: caption a folder of images into `captions/<stem>.txt` (the logic is `caption_folder`)."""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from . import _common
+from ._common import CLIError, echo, one_line
+
+DESCRIPTION = """Caption every image of a folder (not its subfolders) into DIR/captions/<stem>.txt.
+
+The captioner is a vision-language model, a folder or Hub id that transformers'
+AutoModelForImageTextToText loads (LLaVA-1.5 in the llava-hf format, Qwen2-VL, SmolVLM,
+...), asked SSP-IR's question about each image; or fixed:TEXT, the same caption for all.
+Resumable: images that already have a caption are skipped unless --overwrite."""
+
+EPILOG = """examples:
+  sspir caption pairs/lq/ --captioner llava-hf/llava-1.5-7b-hf --batch-size 8
+  sspir caption photos/ --captioner path/to/qwen2-vl --output captions/ --dtype bfloat16
+  sspir caption photos/ --captioner "fixed:a photo"
+
+exit status: 0 all captioned or skipped, 1 some image failed, 2 bad arguments or inputs."""
+
+
+def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "caption", parents=parents, help="caption a folder of images into captions/<stem>.txt",
+        description=DESCRIPTION, epilog=EPILOG, formatter_class=_common.HelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("folder", type=Path, metavar="DIR", help="the folder of images")
+    parser.add_argument(
+        "--captioner", required=True, metavar="SPEC", help="a vision-language model folder or Hub id, or fixed:TEXT"
+    )
+    parser.add_argument("--output", type=Path, metavar="DIR", help="where to write <stem>.txt (default: DIR/captions)")
+    parser.add_argument(
+        "--batch-size", type=_common.positive_int, default=4, metavar="N", help="images per batch (default: 4)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=_common.positive_int, default=512, metavar="N", help="longest caption (default: 512)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the captioner's sampling (default: 0)"
+    )
+    _common.add_device_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="caption again images that have a caption")
+    parser.set_defaults(run=run)
+
+
+def load_captioner(args: argparse.Namespace) -> Any:
+    """`fixed:TEXT` → `FixedCaptioner`, anything else → `VLMCaptioner` on the chosen device, or a `CLIError`."""
+    from ..captioners import FixedCaptioner, VLMCaptioner
+
+    spec = args.captioner
+    if spec.startswith("fixed:"):
+        return FixedCaptioner(spec[len("fixed:") :])
+    device = _common.resolve_device(args.device)
+    dtype = _common.resolve_dtype(args.dtype, device)
+    try:
+        with _common.quiet_loading():
+            return VLMCaptioner(
+                spec, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=device, dtype=dtype
+            )
+    except Exception as error:
+        raise CLIError(
+            f"--captioner {spec}: cannot load a vision-language model ({one_line(error)}). Pass a model folder or Hub "
+            "id that transformers' AutoModelForImageTextToText loads, or fixed:TEXT."
+        ) from error
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..captioners.folder import caption_folder, pending_images
+
+    if args.captioner == "none":
+        raise CLIError("--captioner none: nothing to caption with; pass a vision-language model or fixed:TEXT.")
+    if not args.folder.is_dir():
+        raise CLIError(f"{args.folder}: no such folder; pass the folder of images to caption.")
+    try:
+        todo, done, output_dir = pending_images(args.folder, args.output, args.overwrite)
+    except ValueError as error:
+        raise CLIError(one_line(error)) from None
+    if not todo and not done:
+        raise CLIError(f"{args.folder}: the folder holds no images.")
+    summary = _common.Summary("captioned", skipped=[str(p) for p in done])
+    if done:
+        echo(f"skipping {len(done)} of {len(todo) + len(done)} images already captioned in {output_dir}")
+    if todo:
+        captioner = load_captioner(args)
+        result = caption_folder(
+            args.folder, captioner, output_dir=output_dir, batch_size=args.batch_size, overwrite=args.overwrite,
+            generator_seed=args.seed,
+        )  # fmt: skip
+        summary.done = [str(p) for p in result.captioned]
+        for path, reason in result.failed.items():
+            summary.fail(str(path), reason)
+    return summary.report()

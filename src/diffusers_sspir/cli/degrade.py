@@ -1,0 +1,132 @@
+"""`sspir degrade`: make low-quality/ground-truth pairs from high-quality images with Real-ESRGAN's degradations."""
+
+import argparse
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from . import _common
+from ._common import CLIError, echo, one_line
+
+DESCRIPTION = """Make training or test pairs from a folder of high-quality images (not its subfolders).
+
+Each image is optionally centre-cropped to --crop, then cropped to a multiple of --scale
+(its bottom and right rows go, as BasicSR's mod_crop does) and written to OUT_DIR/gt/<stem>.png;
+its low-quality partner, degraded by Real-ESRGAN's second-order pipeline (blur, resize,
+noise, JPEG, twice) and downscaled by --scale, goes to OUT_DIR/lq/<stem>.png.
+
+Reproducible: each image's randomness is seeded from --seed and the image's file stem, so
+adding or removing images never changes the others. The same seed gives the same pairs
+bit for bit on the same device (the default, the CPU, is the same everywhere). Existing
+pairs are kept (running again makes only what is missing) unless --overwrite."""
+
+EPILOG = """examples:
+  sspir degrade DIV2K_valid_HR/ -o pairs/ --scale 4 --seed 0
+  sspir degrade photos/ -o pairs-x2/ --scale 2 --seed 1 --crop 512
+
+exit status: 0 all made or skipped, 1 some image failed, 2 bad arguments or inputs."""
+
+
+def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "degrade", parents=parents, help="make LQ/GT pairs from high-quality images (Real-ESRGAN degradations)",
+        description=DESCRIPTION, epilog=EPILOG, formatter_class=_common.HelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("folder", type=Path, metavar="HQ_DIR", help="the high-quality images")
+    parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUT_DIR", help="gets gt/ and lq/")
+    parser.add_argument("--scale", type=_common.positive_int, default=4, metavar="N", help="downscaling (default: 4)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the whole set (default: 0)")
+    parser.add_argument("--crop", type=_common.positive_int, metavar="SIZE", help="centre crop SIZE x SIZE first")
+    parser.add_argument(
+        "--device", type=_common.device_name, default="cpu", metavar="DEVICE",
+        help="where to degrade: cpu (the default, same result everywhere), cuda, cuda:N, mps or auto",
+    )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace existing pairs")
+    parser.set_defaults(run=run)
+
+
+def image_seed(seed: int, stem: str) -> int:
+    """The seed of one image: a hash of `(seed, stem)`, the same in every run and on every machine."""
+    digest = hashlib.sha256(f"{seed}\0{stem}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def crop_ground_truth(image: Any, crop: int | None, scale: int) -> Any:
+    """The `(H, W, 3)` array centre-cropped to `crop` (if given), then to a multiple of `scale` (top-left kept).
+
+    Raises:
+        ValueError: if the image is smaller than `crop` or than `scale`.
+    """
+    height, width = image.shape[:2]
+    if crop is not None:
+        if height < crop or width < crop:
+            raise ValueError(f"the image is {width}x{height}, smaller than --crop {crop}")
+        top, left = (height - crop) // 2, (width - crop) // 2
+        image = image[top : top + crop, left : left + crop]
+        height = width = crop
+    if height < scale or width < scale:
+        raise ValueError(f"the image is {width}x{height}, smaller than --scale {scale}")
+    return image[: height - height % scale, : width - width % scale]
+
+
+def degrade_one(degradation: Any, path: Path, outputs: dict[str, Path], args: argparse.Namespace, device: Any) -> None:
+    """Writes the missing files of one pair (both with --overwrite)."""
+    import numpy as np
+    import PIL.Image
+    import torch
+
+    gt = crop_ground_truth(_common.read_rgb8(path), args.crop, args.scale)
+    batch = torch.from_numpy(np.array(gt)).permute(2, 0, 1)[None].to(device, torch.float32) / 255
+    generator = torch.Generator().manual_seed(image_seed(args.seed, path.stem))
+    lq = degradation(batch, generator=generator)
+    lq = (lq[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    for kind, array in (("gt", gt), ("lq", lq)):
+        if args.overwrite or not outputs[kind].exists():
+            _common.save_png(PIL.Image.fromarray(array), outputs[kind])
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from ..captioners.folder import list_images
+
+    if args.crop is not None and args.crop % args.scale:
+        raise CLIError(f"--crop {args.crop}: must be a multiple of --scale {args.scale}.")
+    if not args.folder.is_dir():
+        raise CLIError(f"{args.folder}: no such folder; pass the folder of high-quality images.")
+    images = list_images(args.folder)
+    if not images:
+        raise CLIError(f"{args.folder}: the folder holds no images.")
+    _common.check_unique_stems(images)
+    if args.output_dir.resolve() == args.folder.resolve():
+        raise CLIError(f"-o {args.output_dir}: is the input folder; choose another folder for the pairs.")
+
+    summary = _common.Summary("made")
+    todo = {}
+    for path in images:
+        outputs = {kind: args.output_dir / kind / f"{path.stem}.png" for kind in ("gt", "lq")}
+        if args.overwrite or not all(output.exists() for output in outputs.values()):
+            todo[path] = outputs
+        else:
+            summary.skipped.append(str(path))
+    if summary.skipped:
+        echo(f"skipping {len(summary.skipped)} of {len(images)} images already in {args.output_dir}")
+    if todo:
+        from ..data.degradations import RealESRGANDegradation, RealESRGANDegradationConfig
+
+        try:
+            degradation = RealESRGANDegradation(RealESRGANDegradationConfig(scale=args.scale))
+        except ValueError as error:
+            raise CLIError(f"--scale {args.scale}: {one_line(error)}") from None
+        device = _common.resolve_device(args.device)
+        for kind in ("gt", "lq"):
+            (args.output_dir / kind).mkdir(parents=True, exist_ok=True)
+        for path, outputs in tqdm(todo.items(), desc="degrading", unit="image"):
+            try:
+                degrade_one(degradation, path, outputs, args, device)
+                summary.done.append(str(path))
+            except Exception as error:  # one bad image does not stop the others
+                if getattr(args, "debug", False):
+                    raise
+                summary.fail(str(path), one_line(error))
+    return summary.report()

@@ -1,0 +1,229 @@
+"""`sspir evaluate`: PSNR/SSIM (RGB and Y) of restored images against ground truth, and pyiqa metrics if present."""
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from . import _common
+from ._common import CLIError, echo, one_line
+
+BUILTIN_METRICS = {"psnr": ("psnr", "psnr_y"), "ssim": ("ssim", "ssim_y")}
+"""Metric name → the columns it adds (RGB, then the Y channel)."""
+PYIQA_METRICS = ("lpips", "dists", "niqe", "musiq", "maniqa", "clipiqa")
+"""Suggested pyiqa metrics; any other name pyiqa knows works too."""
+
+DESCRIPTION = """Compare restored images (--pred) with their ground truth (--gt), paired by file stem.
+
+psnr and ssim are computed as BasicSR computes them for restoration papers: on 8-bit
+images with --crop-border pixels removed from each side, in RGB and on the Y channel of
+BT.601 YCbCr (columns psnr, psnr_y, ssim, ssim_y); SSIM with an 11x11 Gaussian window of
+sigma 1.5. Other names (lpips, dists, niqe, musiq, maniqa, clipiqa, ...) are computed by
+pyiqa, if installed, on the whole images.
+
+Prints a table (each pair, then the mean) and writes it to metrics.csv and metrics.json in
+--pred (or PREFIX.csv and PREFIX.json), never replacing them without --overwrite. Files
+without a partner, and pairs that differ in size, are reported. PSNR of identical images
+is inf (the string "inf" in JSON)."""
+
+EPILOG = """examples:
+  sspir evaluate --pred restored/ --gt pairs/gt/
+  sspir evaluate --pred restored/ --gt pairs/gt/ --crop-border 2 --output results/x2
+  sspir evaluate --pred restored/ --gt pairs/gt/ --metrics psnr,ssim,lpips,dists
+
+exit status: 0 every pair evaluated, 1 some pair failed (unreadable, sizes differ), 2 bad
+arguments or inputs."""
+
+
+def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", parents=parents, help="PSNR/SSIM (and pyiqa metrics) against ground truth",
+        description=DESCRIPTION, epilog=EPILOG, formatter_class=_common.HelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--pred", required=True, type=Path, metavar="DIR", help="the restored images")
+    parser.add_argument("--gt", required=True, type=Path, metavar="DIR", help="the ground-truth images")
+    parser.add_argument(
+        "--crop-border", type=_common.non_negative_int, default=4, metavar="PIXELS",
+        help="pixels removed from each side for psnr/ssim, by convention the scale (default: 4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics", default="psnr,ssim", metavar="NAMES", help="comma-separated (default: psnr,ssim); "
+        f"with pyiqa also {', '.join(PYIQA_METRICS)}, ...",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output", type=Path, metavar="PREFIX", help="write PREFIX.csv and PREFIX.json (default: in --pred)"
+    )
+    parser.add_argument(
+        "--device",
+        type=_common.device_name,
+        default="auto",
+        metavar="DEVICE",
+        help="for pyiqa metrics (default: auto)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing CSV/JSON files")
+    parser.set_defaults(run=run)
+
+
+def parse_metrics(text: str) -> tuple[list[str], list[str]]:
+    """`(builtin names, pyiqa names)` from `--metrics`."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    if not names:
+        raise CLIError(f"--metrics {text!r}: name at least one metric, e.g. psnr,ssim.")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise CLIError(f"--metrics {text}: {', '.join(duplicates)} named twice.")
+    return [n for n in names if n in BUILTIN_METRICS], [n for n in names if n not in BUILTIN_METRICS]
+
+
+def load_pyiqa_metrics(names: list[str], device_name: str) -> dict[str, Any]:
+    """The pyiqa metric of each name, or a one-line `CLIError` when pyiqa or a metric's weights are missing."""
+    if not names:
+        return {}
+    try:
+        import pyiqa
+    except ImportError:
+        raise CLIError(
+            f"--metrics {','.join(names)}: needs pyiqa, which is not installed. Install it (pip install pyiqa; it may "
+            "pull another torch, so a separate environment is safer) or keep to psnr,ssim."
+        ) from None
+    unknown = [name for name in names if name not in pyiqa.list_models()]
+    if unknown:
+        raise CLIError(
+            f"--metrics: {', '.join(unknown)} unknown to pyiqa and to sspir; built in: {', '.join(BUILTIN_METRICS)}; "
+            "pyiqa lists its names with pyiqa.list_models()."
+        )
+    device = _common.resolve_device(device_name)
+    metrics = {}
+    for name in names:
+        try:
+            metrics[name] = pyiqa.create_metric(name, device=device)
+        except Exception as error:
+            raise CLIError(
+                f"--metrics {name}: pyiqa cannot create it ({one_line(error)}); its weights download on first use, "
+                "which needs network access once."
+            ) from error
+    return metrics
+
+
+def evaluate_pair(
+    pred_path: Path, gt_path: Path, builtin: list[str], pyiqa_metrics: dict[str, Any], crop_border: int
+) -> dict[str, float]:
+    """The metric values of one pair; a `ValueError` (reason in its message) when it cannot be evaluated."""
+    from ..metrics import psnr, ssim
+
+    pred, gt = _common.read_rgb8(pred_path), _common.read_rgb8(gt_path)
+    if pred.shape != gt.shape:
+        raise ValueError(
+            f"size mismatch: pred {pred.shape[1]}x{pred.shape[0]}, gt {gt.shape[1]}x{gt.shape[0]} (width x height)"
+        )
+    functions = {"psnr": psnr, "ssim": ssim}
+    values = {}
+    for name in builtin:
+        rgb, y = BUILTIN_METRICS[name]
+        values[rgb] = functions[name](pred, gt, crop_border=crop_border)
+        values[y] = functions[name](pred, gt, crop_border=crop_border, y_channel=True)
+    if pyiqa_metrics:
+        import torch
+
+        def to_tensor(array):
+            return torch.from_numpy(array.copy()).permute(2, 0, 1)[None].float().div(255)
+
+        for name, metric in pyiqa_metrics.items():
+            inputs = (to_tensor(pred), to_tensor(gt)) if metric.metric_mode == "FR" else (to_tensor(pred),)
+            with torch.no_grad():
+                values[name] = float(metric(*(x.to(metric.device) for x in inputs)))
+    return values
+
+
+def pair_files(pred_dir: Path, gt_dir: Path) -> tuple[dict[str, tuple[Path, Path]], list[Path], list[Path]]:
+    """`(stem → (pred, gt), unpaired pred files, unpaired gt files)`."""
+    from ..captioners.folder import list_images
+
+    for flag, folder in (("--pred", pred_dir), ("--gt", gt_dir)):
+        if not folder.is_dir():
+            raise CLIError(f"{flag} {folder}: no such folder.")
+    pred, gt = list_images(pred_dir), list_images(gt_dir)
+    _common.check_unique_stems(pred)
+    _common.check_unique_stems(gt)
+    gt_by_stem = {p.stem: p for p in gt}
+    pairs = {p.stem: (p, gt_by_stem[p.stem]) for p in pred if p.stem in gt_by_stem}
+    return pairs, [p for p in pred if p.stem not in pairs], [p for p in gt if p.stem not in pairs]
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    if args.output is None:
+        return args.pred / "metrics.csv", args.pred / "metrics.json"
+    if args.output.is_dir():
+        return args.output / "metrics.csv", args.output / "metrics.json"
+    prefix = args.output.with_suffix("") if args.output.suffix in (".csv", ".json") else args.output
+    return prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".json")
+
+
+def format_value(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.4f}"
+
+
+def print_table(columns: list[str], rows: dict[str, dict[str, float]], failed: dict[str, str], mean: dict) -> None:
+    names = list(rows) + list(failed) + (["mean"] if mean else [])
+    width = max(len(name) for name in names + ["image"])
+    echo(f"{'image':<{width}}  " + "  ".join(f"{column:>9}" for column in columns))
+    for name, values in rows.items():
+        echo(f"{name:<{width}}  " + "  ".join(f"{format_value(values[c]):>9}" for c in columns))
+    for name, reason in failed.items():
+        echo(f"{name:<{width}}  {reason}")
+    if mean:
+        echo(f"{'mean':<{width}}  " + "  ".join(f"{format_value(mean[c]):>9}" for c in columns))
+
+
+def json_value(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    builtin, pyiqa_names = parse_metrics(args.metrics)
+    pairs, unpaired_pred, unpaired_gt = pair_files(args.pred, args.gt)
+    if not pairs:
+        raise CLIError(f"--pred {args.pred} and --gt {args.gt}: no image has a partner with the same file stem.")
+    csv_path, json_path = output_paths(args)
+    _common.check_writable([csv_path, json_path], args.overwrite, "the metrics file")
+    pyiqa_metrics = load_pyiqa_metrics(pyiqa_names, args.device)
+    columns = [column for name in builtin for column in BUILTIN_METRICS[name]] + pyiqa_names
+
+    rows, failed = {}, {}
+    for stem, (pred_path, gt_path) in tqdm(sorted(pairs.items()), desc="evaluating", unit="pair", leave=False):
+        try:
+            rows[stem] = evaluate_pair(pred_path, gt_path, builtin, pyiqa_metrics, args.crop_border)
+        except ValueError as error:
+            failed[stem] = one_line(error)
+    mean = {c: sum(values[c] for values in rows.values()) / len(rows) for c in columns} if rows else {}
+
+    print_table(columns, rows, failed, mean)
+    for flag, files in (("--pred", unpaired_pred), ("--gt", unpaired_gt)):
+        if files:
+            names = ", ".join(p.name for p in files[:10]) + (", ..." if len(files) > 10 else "")
+            echo(f"unpaired: {len(files)} in {flag} without a partner: {names}", err=True)
+
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["image", *columns, "error"])
+        for stem, values in rows.items():
+            writer.writerow([stem, *(values[c] for c in columns), ""])
+        for stem, reason in failed.items():
+            writer.writerow([stem, *([""] * len(columns)), reason])
+        if mean:
+            writer.writerow(["mean", *(mean[c] for c in columns), ""])
+    report = {
+        "pred": str(args.pred), "gt": str(args.gt), "crop_border": args.crop_border, "metrics": columns,
+        "count": len(rows), "mean": {c: json_value(v) for c, v in mean.items()},
+        "images": {stem: {c: json_value(v) for c, v in values.items()} for stem, values in rows.items()},
+        "failed": failed,
+        "unpaired": {"pred": [p.name for p in unpaired_pred], "gt": [p.name for p in unpaired_gt]},
+    }  # fmt: skip
+    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    echo(f"{len(rows)} pairs evaluated, {len(failed)} failed; wrote {csv_path} and {json_path}")
+    return 1 if failed else 0

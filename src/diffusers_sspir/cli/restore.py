@@ -1,0 +1,280 @@
+"""`sspir restore`: restore (and upscale) images with an SSP-IR pipeline, one `<stem>.png` per input."""
+
+import argparse
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from . import _common
+from ._common import CLIError, echo, one_line
+from .schedulers import SCHEDULERS, make_scheduler, scheduler_table
+
+# The pipeline's defaults, restated for --help (tests check that they match `pipeline_sspir`).
+DEFAULT_ADDED_PROMPT = "clean, high-resolution, 8k"
+DEFAULT_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
+COLOR_FIXES = ("wavelet", "adain", "none")
+COMPARISON_FOLDER = "comparison"
+
+DESCRIPTION = """Restore low-quality images with an SSP-IR pipeline, upscaled by --upscale.
+
+Writes OUTDIR/<stem>.png for every input. --save-caption adds OUTDIR/<stem>.txt, the
+prompt the image was restored with (caption and added prompt); --save-comparison adds
+OUTDIR/comparison/<stem>.png: bicubic-upscaled input | structure prior | result.
+
+Existing outputs are never replaced without --overwrite, so running the same command again
+restores only what is missing. An unreadable image is reported and the others still run."""
+
+EPILOG = f"""examples:
+  sspir restore photos/ -o restored/ --model path/to/sspir
+  sspir restore 'scans/*.jpg' old.png -o out/ --model path/to/sspir --upscale 2 \\
+      --steps 30 --scheduler dpm++2m-karras
+  sspir restore photos/ -o out/ --model path/to/sspir --save-caption \\
+      --captioner llava-hf/llava-1.5-7b-hf
+  sspir restore photos/ -o out/ --model path/to/sspir --captioner "fixed:a stone bridge" \\
+      --save-comparison
+  sspir restore big.png -o out/ --model path/to/sspir --tile-size 1024 --tile-overlap 128
+
+schedulers (--scheduler NAME; default: the one saved with the model; --scheduler list
+shows the diffusers class and options of each):
+{textwrap.fill(", ".join(SCHEDULERS), width=88, initial_indent="  ", subsequent_indent="  ")}
+
+exit status: 0 all restored or skipped, 1 some image failed, 2 bad arguments or inputs."""
+
+
+class SchedulerAction(argparse.Action):
+    """`--scheduler NAME`, where `--scheduler list` prints the table of names and exits."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        name = value.lower()
+        if name == "list":
+            echo(scheduler_table())
+            parser.exit()
+        if name not in SCHEDULERS:
+            parser.error(f"argument --scheduler: unknown name {value!r}; one of: {', '.join(SCHEDULERS)}")
+        setattr(namespace, self.dest, name)
+
+
+def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "restore", parents=parents, help="restore (and upscale) images with an SSP-IR pipeline",
+        description=DESCRIPTION, epilog=EPILOG, formatter_class=_common.HelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (not recursive) or globs")
+    parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUTDIR", help="where to write")
+    parser.add_argument(
+        "--model", metavar="PATH_OR_REPO", help="a saved SSP-IR pipeline folder (save_pretrained) or Hub repo id"
+    )
+    parser.add_argument(
+        "--upscale", type=_common.positive_float, default=4, metavar="X", help="output size factor (default: 4)"
+    )
+    parser.add_argument(
+        "--steps", type=_common.positive_int, default=50, metavar="N", help="denoising steps (default: 50)"
+    )
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=7.5,
+        metavar="SCALE",
+        help="classifier-free guidance; <= 1 turns it off (default: 7.5)",
+    )
+    parser.add_argument(
+        "--scheduler", action=SchedulerAction, metavar="NAME", help="sampler by short name; 'list' shows them"
+    )
+    parser.add_argument(
+        "--captioner", default="none", metavar="SPEC",
+        help="none (empty caption), fixed:TEXT (the same caption for every image), or a vision-language model folder "
+        "or Hub id (LLaVA, Qwen2-VL, ...) (default: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prompt", metavar="TEXT", help=f"added prompt, appended to every caption; '' for none "
+        f"(default: {DEFAULT_ADDED_PROMPT!r})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--negative-prompt", metavar="TEXT", help=f"negative prompt (default: {DEFAULT_NEGATIVE_PROMPT!r})"
+    )
+    parser.add_argument(
+        "--tile-size", type=_common.positive_int, metavar="PIXELS", help="denoise in tiles of this many output pixels"
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=_common.non_negative_int,
+        metavar="PIXELS",
+        help="overlap of tiles in output pixels (default: tile / 4)",
+    )
+    parser.add_argument("--color-fix", choices=COLOR_FIXES, default="wavelet", help="(default: wavelet)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of every image's noise (default: 0)")
+    _common.add_device_arguments(parser)
+    parser.add_argument("--save-caption", action="store_true", help="also write <stem>.txt with the prompt used")
+    parser.add_argument(
+        "--save-comparison", action="store_true", help="also write comparison/<stem>.png: input | structure | result"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.set_defaults(run=run)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """What can be checked before loading anything."""
+    if args.model is None:
+        raise CLIError(
+            "--model is required: pass a saved SSP-IR pipeline folder (written by SSPIRPipeline.save_pretrained) or "
+            "its Hub repo id. No trained SSP-IR weights are published yet; docs/usage.md shows how to build one."
+        )
+    looks_like_path = args.model.startswith((".", "/", "~", "\\")) or args.model.count("/") > 1
+    if looks_like_path and not os.path.isdir(os.path.expanduser(args.model)):
+        raise CLIError(f"--model {args.model}: no such folder; pass a saved SSP-IR pipeline folder or a Hub repo id.")
+    if args.tile_size is not None and (args.tile_size < 64 or args.tile_size % 8):
+        raise CLIError(f"--tile-size {args.tile_size}: must be a multiple of 8 and at least 64 (output pixels).")
+    if args.tile_overlap is not None:
+        if args.tile_size is None:
+            raise CLIError("--tile-overlap needs --tile-size.")
+        if args.tile_overlap % 8 or args.tile_overlap >= args.tile_size:
+            raise CLIError(
+                f"--tile-overlap {args.tile_overlap}: must be a multiple of 8, smaller than --tile-size "
+                f"{args.tile_size}."
+            )
+    if args.captioner.startswith("fixed:") and not args.captioner[len("fixed:") :].strip():
+        raise CLIError("--captioner fixed:TEXT needs a text after 'fixed:' (or use --captioner none).")
+
+
+def planned_outputs(path: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """The files `path` is restored into: `image`, and `caption` and `comparison` when asked for."""
+    outputs = {"image": args.output_dir / f"{path.stem}.png"}
+    if args.save_caption:
+        outputs["caption"] = args.output_dir / f"{path.stem}.txt"
+    if args.save_comparison:
+        outputs["comparison"] = args.output_dir / COMPARISON_FOLDER / f"{path.stem}.png"
+    return outputs
+
+
+def load_pipeline(args: argparse.Namespace) -> Any:
+    """The pipeline on the chosen device, with the chosen scheduler and captioner."""
+    from diffusers_sspir import FixedCaptioner, SSPIRPipeline, VLMCaptioner
+
+    device = _common.resolve_device(args.device)
+    dtype = _common.resolve_dtype(args.dtype, device)
+    model = os.path.expanduser(args.model)
+    echo(f"loading {args.model} on {device} ({str(dtype).removeprefix('torch.')})")
+    try:
+        with _common.quiet_loading():
+            pipe = SSPIRPipeline.from_pretrained(model, dtype=dtype)
+    except Exception as error:  # diffusers raises many kinds; all mean the same to the user
+        raise CLIError(
+            f"--model {args.model}: cannot load an SSP-IR pipeline ({one_line(error)}). Pass a folder written by "
+            "SSPIRPipeline.save_pretrained, or its Hub repo id."
+        ) from error
+    if args.scheduler is not None:
+        pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+    pipe.to(device)
+    if args.captioner.startswith("fixed:"):
+        pipe.captioner = FixedCaptioner(args.captioner[len("fixed:") :])
+    elif args.captioner != "none":
+        try:
+            with _common.quiet_loading():
+                pipe.captioner = VLMCaptioner(args.captioner, device=device, dtype=dtype)
+        except Exception as error:
+            raise CLIError(
+                f"--captioner {args.captioner}: cannot load a vision-language model ({one_line(error)}). Pass a "
+                "model folder or Hub id that transformers' AutoModelForImageTextToText loads, fixed:TEXT, or none."
+            ) from error
+    pipe.set_progress_bar_config(desc="denoising", leave=False, position=1)
+    return pipe
+
+
+def make_comparison(panels: list[tuple[str, Any]]) -> Any:
+    """Images side by side, each under its label (PIL's default font, cut at the panel's edge), all at the size of
+    the first.
+
+    Args:
+        panels (`list[tuple[str, PIL.Image.Image]]`): `(label, image)` pairs, left to right.
+
+    Returns:
+        `PIL.Image.Image`: `(len(panels) * width, label_height + height)`, RGB.
+    """
+    import PIL.Image
+    import PIL.ImageDraw
+    import PIL.ImageFont
+
+    font = PIL.ImageFont.load_default()
+    label_height = font.getbbox("Ag")[3] + 6
+    width, height = panels[0][1].size
+    canvas = PIL.Image.new("RGB", (width * len(panels), label_height + height), "white")
+    for i, (label, image) in enumerate(panels):
+        strip = PIL.Image.new("RGB", (width, label_height), "white")
+        PIL.ImageDraw.Draw(strip).text((3, 3), label, fill="black", font=font)
+        canvas.paste(strip, (i * width, 0))
+        panel = image.convert("RGB").resize((width, height), PIL.Image.Resampling.BICUBIC)
+        canvas.paste(panel, (i * width, label_height))
+    return canvas
+
+
+def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.Namespace) -> None:
+    """Restores one image and writes those of `outputs` that are missing (all of them with --overwrite)."""
+    import PIL.Image
+    import torch
+
+    from ..captioners.folder import write_text_atomic
+
+    low_quality = _common.read_image(path)
+    kwargs = {"added_prompt": args.prompt} if args.prompt is not None else {}
+    if args.negative_prompt is not None:
+        kwargs["negative_prompt"] = args.negative_prompt
+    result = pipe(
+        low_quality,
+        upscale=args.upscale,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap,
+        color_fix=None if args.color_fix == "none" else args.color_fix,
+        generator=torch.Generator().manual_seed(args.seed),
+        **kwargs,
+    )
+    restored = result.images[0]
+    missing = {kind: output for kind, output in outputs.items() if args.overwrite or not output.exists()}
+    if "image" in missing:
+        _common.save_png(restored, missing["image"])
+    if "caption" in missing:
+        write_text_atomic(missing["caption"], result.prompts[0])
+    if "comparison" in missing:
+        upscaled = low_quality.convert("RGB").resize(restored.size, PIL.Image.Resampling.BICUBIC)
+        panels = [(f"input (bicubic x{args.upscale:g})", upscaled), ("structure prior", result.structure_images[0]),
+                  ("SSP-IR", restored)]  # fmt: skip
+        missing["comparison"].parent.mkdir(exist_ok=True)
+        _common.save_png(make_comparison(panels), missing["comparison"])
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    inputs = _common.collect_inputs(args.inputs)
+    _common.check_unique_stems(inputs)
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise CLIError(f"-o {args.output_dir}: exists and is not a folder; pass a folder for the outputs.")
+    plans = {path: planned_outputs(path, args) for path in inputs}
+    for path, outputs in plans.items():
+        if any(output.resolve() == path.resolve() for output in outputs.values()):
+            raise CLIError(f"{path}: its output would replace the input itself; choose another -o folder.")
+
+    summary = _common.Summary("restored")
+    todo = {}
+    for path, outputs in plans.items():
+        if args.overwrite or not all(output.exists() for output in outputs.values()):
+            todo[path] = outputs
+        else:
+            summary.skipped.append(str(path))
+    if summary.skipped:
+        echo(f"skipping {len(summary.skipped)} of {len(plans)} images already restored in {args.output_dir}")
+    if todo:
+        from tqdm.auto import tqdm
+
+        pipe = load_pipeline(args)
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        for path, outputs in tqdm(todo.items(), desc="restoring", unit="image", position=0):
+            try:
+                restore_one(pipe, path, outputs, args)
+                summary.done.append(str(path))
+            except Exception as error:  # one bad image does not stop the others
+                if getattr(args, "debug", False):
+                    raise
+                summary.fail(str(path), one_line(error))
+    return summary.report()

@@ -1,0 +1,87 @@
+"""Short scheduler names for `sspir restore --scheduler`, as the Stable Diffusion tools call them.
+
+Each name is a diffusers scheduler class and the options that make it that sampler. The options that pick a sigma
+schedule (`use_karras_sigmas`, …) are always set, so that a name means the same sampler whatever scheduler config
+the model was saved with. Importing this module is cheap; diffusers is imported only in `make_scheduler`.
+"""
+
+import importlib.util
+import inspect
+from typing import Any
+
+from ._common import CLIError
+
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "lms-karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "heun-karras": ("HeunDiscreteScheduler", {"use_karras_sigmas": True}),
+    "dpm2": ("KDPM2DiscreteScheduler", {}),
+    "dpm2-karras": ("KDPM2DiscreteScheduler", {"use_karras_sigmas": True}),
+    "dpm2-a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "dpm2-a-karras": ("KDPM2AncestralDiscreteScheduler", {"use_karras_sigmas": True}),
+    "dpm++2s": ("DPMSolverSinglestepScheduler", {"solver_order": 2, "algorithm_type": "dpmsolver++"}),
+    "dpm++2s-karras": (
+        "DPMSolverSinglestepScheduler",
+        {"solver_order": 2, "algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"solver_order": 2, "algorithm_type": "dpmsolver++"}),
+    "dpm++2m-karras": (
+        "DPMSolverMultistepScheduler",
+        {"solver_order": 2, "algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "dpm++2m-sde": ("DPMSolverMultistepScheduler", {"solver_order": 2, "algorithm_type": "sde-dpmsolver++"}),
+    "dpm++2m-sde-karras": (
+        "DPMSolverMultistepScheduler",
+        {"solver_order": 2, "algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "dpm-sde": ("DPMSolverSDEScheduler", {}),
+    "dpm-sde-karras": ("DPMSolverSDEScheduler", {"use_karras_sigmas": True}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
+"""Scheduler name → (diffusers class name, config options)."""
+
+# Options that choose the sigma schedule; each defaults to False unless the name sets it.
+SIGMA_SCHEDULE_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
+# Scheduler class → (module it needs, what to install).
+NEEDS = {
+    "DPMSolverSDEScheduler": ("torchsde", "pip install 'diffusers-sspir[sde]'"),
+    "LMSDiscreteScheduler": ("scipy", "pip install scipy"),
+}
+
+
+def scheduler_table() -> str:
+    """One line per name: the name, the class and its options."""
+    lines = []
+    for name, (class_name, options) in SCHEDULERS.items():
+        described = ", ".join(f"{key}={value!r}" for key, value in options.items())
+        needs = f"  [needs {NEEDS[class_name][0]}]" if class_name in NEEDS else ""
+        lines.append(f"  {name:<19} {class_name}({described}){needs}")
+    return "\n".join(lines)
+
+
+def make_scheduler(name: str, config: dict) -> Any:
+    """The scheduler called `name`, built from `config` (the model's scheduler config) with the name's options.
+
+    Raises:
+        CLIError: if the name is unknown or the scheduler needs a package that is not installed.
+    """
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise CLIError(f"--scheduler {name}: unknown name; choose one of {', '.join(SCHEDULERS)}.")
+    class_name, options = SCHEDULERS[name]
+    if class_name in NEEDS and importlib.util.find_spec(NEEDS[class_name][0]) is None:
+        module, install = NEEDS[class_name]
+        raise CLIError(f"--scheduler {name}: {class_name} needs {module}, which is not installed; {install}.")
+    cls = getattr(diffusers, class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    defaults = {key: False for key in SIGMA_SCHEDULE_OPTIONS if key in accepted}
+    return cls.from_config(config, **{**defaults, **options})

@@ -1,0 +1,136 @@
+"""`sspir evaluate`: values against scikit-image and by hand, CSV/JSON, pairing, failures, pyiqa guard."""
+
+import csv
+import json
+import math
+import sys
+import types
+
+import numpy as np
+import PIL.Image
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from .files import random_array, write_broken, write_image
+
+
+def write_pair(tmp_path, stem, offset=None, seed=0, size=(24, 28)):
+    """A GT image and a prediction: GT + `offset` grey levels, or another random image."""
+    gt = np.clip(random_array(*size, seed=seed), 20, 200)  # room for offsets up to 55
+    pred = gt + np.uint8(offset) if offset is not None else random_array(*size, seed=seed + 100)
+    for folder, array in (("gt", gt), ("pred", pred)):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        PIL.Image.fromarray(array).save(tmp_path / folder / f"{stem}.png")
+    return pred, gt
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def test_values_match_references_and_files_are_written(sspir, tmp_path):
+    write_pair(tmp_path, "offset5", offset=5)
+    pred, gt = write_pair(tmp_path, "random", seed=1)
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--crop-border", 2)
+    assert run.code == 0, run.err
+    report = read_json(tmp_path / "pred" / "metrics.json")
+    assert report["metrics"] == ["psnr", "psnr_y", "ssim", "ssim_y"] and report["count"] == 2
+
+    offset = report["images"]["offset5"]  # by hand: MSE = 25 in RGB, (5 * 219 / 255)^2 in Y
+    assert offset["psnr"] == pytest.approx(20 * math.log10(255 / 5), abs=1e-10)
+    assert offset["psnr_y"] == pytest.approx(20 * math.log10(255 / (5 * 219 / 255)), abs=1e-10)
+
+    inner = (slice(2, -2), slice(2, -2))  # scikit-image on the same cropped region
+    values = report["images"]["random"]
+    assert values["psnr"] == pytest.approx(peak_signal_noise_ratio(gt[inner], pred[inner], data_range=255), abs=1e-10)
+    expected_ssim = structural_similarity(pred[inner], gt[inner], gaussian_weights=True, sigma=1.5,
+                                          use_sample_covariance=False, data_range=255, channel_axis=-1)  # fmt: skip
+    assert values["ssim"] == pytest.approx(expected_ssim, abs=1e-10)
+    assert report["mean"]["psnr"] == pytest.approx((offset["psnr"] + values["psnr"]) / 2)
+
+    with open(tmp_path / "pred" / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["image"] for row in rows] == ["offset5", "random", "mean"]
+    assert float(rows[1]["ssim"]) == pytest.approx(values["ssim"])
+    table = run.out.splitlines()
+    assert table[0].split() == ["image", "psnr", "psnr_y", "ssim", "ssim_y"]
+    assert table[1].split()[:2] == ["offset5", f"{offset['psnr']:.4f}"] and table[3].startswith("mean")
+
+
+def test_unpaired_size_mismatch_and_unreadable_are_reported(sspir, tmp_path):
+    write_pair(tmp_path, "good", offset=3)
+    write_image(tmp_path / "pred" / "small.png", 10, 12)
+    write_image(tmp_path / "gt" / "small.png", 20, 24)
+    write_broken(tmp_path / "pred" / "broken.png")
+    write_image(tmp_path / "gt" / "broken.png")
+    write_image(tmp_path / "pred" / "extra.png")
+    write_image(tmp_path / "gt" / "lonely.png")
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert run.code == 1
+    assert "size mismatch: pred 12x10, gt 24x20" in run.out and "cannot read the image" in run.out
+    assert "1 in --pred without a partner: extra.png" in run.err and "lonely.png" in run.err
+    report = read_json(tmp_path / "pred" / "metrics.json")
+    assert list(report["images"]) == ["good"] and set(report["failed"]) == {"small", "broken"}
+    assert report["unpaired"] == {"pred": ["extra.png"], "gt": ["lonely.png"]}
+
+
+def test_never_overwrites_without_asking_and_output_prefix(sspir, tmp_path):
+    write_pair(tmp_path, "a", offset=0)
+    assert sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt").code == 0
+    assert read_json(tmp_path / "pred" / "metrics.json")["images"]["a"]["psnr"] == "inf"  # identical images
+
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert run.code == 2 and "--overwrite" in run.err
+    assert sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--overwrite").code == 0
+
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--output", tmp_path / "res" / "x4")
+    assert run.code == 0 and (tmp_path / "res" / "x4.csv").is_file() and (tmp_path / "res" / "x4.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--metrics", "psnr,lpips"), "needs pyiqa, which is not installed"),
+        (("--metrics", "psnr,psnr"), "named twice"),
+        (("--crop-border", "20"), "leaves nothing"),
+    ],
+)
+def test_errors(sspir, tmp_path, monkeypatch, args, message):
+    monkeypatch.setitem(sys.modules, "pyiqa", None)  # as if not installed
+    write_pair(tmp_path, "a", offset=1)
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", *args)
+    assert run.code in (1, 2) and message in run.out + run.err
+
+
+def test_no_pairs_is_an_error(sspir, tmp_path):
+    write_image(tmp_path / "pred" / "a.png")
+    write_image(tmp_path / "gt" / "b.png")
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert run.code == 2 and "no image has a partner" in run.err
+
+
+def test_pyiqa_metrics_when_installed(sspir, tmp_path, monkeypatch):
+    """A stand-in pyiqa module: full-reference metrics get (pred, gt), no-reference ones get pred, in [0, 1]."""
+    import torch
+
+    class Metric:
+        def __init__(self, mode):
+            self.metric_mode, self.device = mode, torch.device("cpu")
+
+        def __call__(self, *images):
+            assert all(x.shape[:2] == (1, 3) and 0 <= x.min() and x.max() <= 1 for x in images)
+            return torch.tensor([[float(images[0].mean() - images[-1].mean()) if len(images) == 2 else 0.5]])
+
+    fake = types.SimpleNamespace(
+        list_models=lambda: ["lpips", "niqe"],
+        create_metric=lambda name, device: Metric("FR" if name == "lpips" else "NR"),
+    )
+    monkeypatch.setitem(sys.modules, "pyiqa", fake)
+    write_pair(tmp_path, "a", offset=51)
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "lpips,niqe,psnr",
+                "--device", "cpu")  # fmt: skip
+    assert run.code == 0, run.err
+    values = read_json(tmp_path / "pred" / "metrics.json")["images"]["a"]
+    assert values["lpips"] == pytest.approx(0.2, abs=1e-6) and values["niqe"] == 0.5 and "psnr_y" in values
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "fancy", "--overwrite")
+    assert run.code == 2 and "fancy unknown to pyiqa" in run.err

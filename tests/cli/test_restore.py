@@ -1,0 +1,173 @@
+"""`sspir restore` on a tiny saved pipeline: outputs, skip/overwrite, failures, names, seeds, schedulers."""
+
+import inspect
+
+import numpy as np
+import PIL.Image
+import pytest
+from diffusers import DDIMScheduler
+
+from diffusers_sspir.cli import restore
+from diffusers_sspir.cli.schedulers import SCHEDULERS, make_scheduler
+from diffusers_sspir.pipelines import pipeline_sspir
+
+from .files import write_broken, write_image
+
+FAST = ("--steps", 2, "--upscale", 2)
+
+
+def test_restores_a_folder_with_captions_and_comparisons(sspir, model_dir, tmp_path):
+    write_image(tmp_path / "in" / "a.png", 16, 16, seed=0)
+    write_image(tmp_path / "in" / "b.jpg", 12, 20, seed=1)
+    out = tmp_path / "out"
+    run = sspir("restore", tmp_path / "in", "-o", out, "--model", model_dir, *FAST, "--save-caption",
+                "--save-comparison", "--captioner", "fixed:a red house")  # fmt: skip
+    assert run.code == 0, run.err
+    assert "restored 2" in run.out and "failed 0" in run.out
+    assert PIL.Image.open(out / "a.png").size == (32, 32)
+    assert PIL.Image.open(out / "b.png").size == (40, 24)
+    assert (out / "a.txt").read_text() == f"a red house, {pipeline_sspir.DEFAULT_ADDED_PROMPT}"
+
+    comparison = PIL.Image.open(out / "comparison" / "b.png")
+    assert comparison.width == 3 * 40 and comparison.height > 24
+    label_height = comparison.height - 24
+    panels = [comparison.crop((i * 40, label_height, (i + 1) * 40, comparison.height)) for i in range(3)]
+    upscaled = PIL.Image.open(tmp_path / "in" / "b.jpg").convert("RGB").resize((40, 24), PIL.Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(np.asarray(panels[0]), np.asarray(upscaled))
+    np.testing.assert_array_equal(np.asarray(panels[2]), np.asarray(PIL.Image.open(out / "b.png")))
+    assert np.asarray(comparison.crop((0, 0, 40, label_height))).min() < 128  # a label is drawn
+
+
+def test_rerun_skips_and_overwrite_redoes(sspir, model_dir, tmp_path):
+    image = write_image(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert sspir("restore", image, "-o", out, "--model", model_dir, *FAST).code == 0
+    (out / "a.png").write_bytes(b"marker")  # a re-run must not touch it
+
+    run = sspir("restore", image, "-o", out, "--model", model_dir, *FAST)
+    assert run.code == 0 and "skipped 1" in run.out and "restored 0" in run.out
+    assert (out / "a.png").read_bytes() == b"marker"
+
+    run = sspir("restore", image, "-o", out, "--model", model_dir, *FAST, "--save-caption")  # only the caption is new
+    assert run.code == 0 and "restored 1" in run.out
+    assert (out / "a.png").read_bytes() == b"marker" and (out / "a.txt").is_file()
+
+    assert sspir("restore", image, "-o", out, "--model", model_dir, *FAST, "--overwrite").code == 0
+    assert PIL.Image.open(out / "a.png").size == (32, 32)
+
+
+def test_an_unreadable_image_fails_alone(sspir, model_dir, tmp_path):
+    write_image(tmp_path / "in" / "good.png")
+    write_broken(tmp_path / "in" / "bad.png")
+    run = sspir("restore", tmp_path / "in", "-o", tmp_path / "out", "--model", model_dir, *FAST)
+    assert run.code == 1
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "bad.png").exists()
+    assert "restored 1" in run.out and "failed 1" in run.out and "bad.png: cannot read the image" in run.out
+    assert not list((tmp_path / "out").glob(".*partial"))
+
+
+def test_same_seed_same_output_and_another_seed_differs(sspir, model_dir, tmp_path):
+    image = write_image(tmp_path / "a.png")
+    for name, seed in (("one", 0), ("two", 0), ("three", 1)):
+        assert sspir("restore", image, "-o", tmp_path / name, "--model", model_dir, *FAST, "--seed", seed).code == 0
+    read = lambda name: np.asarray(PIL.Image.open(tmp_path / name / "a.png"))  # noqa: E731
+    np.testing.assert_array_equal(read("one"), read("two"))
+    assert not np.array_equal(read("one"), read("three"))
+
+
+def test_options_reach_the_pipeline(sspir, model_dir, tmp_path, monkeypatch):
+    seen = {}
+    original = pipeline_sspir.SSPIRPipeline.__call__
+
+    def spy(pipe, image, **kwargs):
+        seen.update(kwargs, scheduler=type(pipe.scheduler).__name__, karras=pipe.scheduler.config.use_karras_sigmas)
+        return original(pipe, image, **kwargs)
+
+    monkeypatch.setattr(pipeline_sspir.SSPIRPipeline, "__call__", spy)
+    image = write_image(tmp_path / "a.png")
+    run = sspir("restore", str(tmp_path / "*.png"), "-o", tmp_path / "out", "--model", model_dir, *FAST,
+                "--scheduler", "DPM++2M-Karras", "--guidance-scale", 1, "--prompt", "", "--negative-prompt", "noise",
+                "--color-fix", "none", "--tile-size", 64, "--tile-overlap", 16, "--save-caption",
+                "--captioner", "fixed:a cat")  # fmt: skip
+    assert run.code == 0, run.err
+    assert seen["scheduler"] == "DPMSolverMultistepScheduler" and seen["karras"] is True
+    expected = dict(upscale=2.0, num_inference_steps=2, guidance_scale=1.0, added_prompt="", negative_prompt="noise",
+                    color_fix=None, tile_size=64, tile_overlap=16)  # fmt: skip
+    assert {key: seen[key] for key in expected} == expected
+    assert (tmp_path / "out" / "a.txt").read_text() == "a cat"
+    assert image.is_file()
+
+
+def test_duplicate_stems_are_an_error_up_front(sspir, tmp_path):
+    first, second = write_image(tmp_path / "x" / "photo.png"), write_image(tmp_path / "y" / "photo.jpg")
+    run = sspir("restore", tmp_path / "x", tmp_path / "y", "-o", tmp_path / "out", "--model", tmp_path)
+    assert run.code == 2
+    assert str(first) in run.err and str(second) in run.err and "same name stem" in run.err
+    assert len(run.err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ((), "--model is required"),
+        (("--model", "./no/such/model"), "no such folder"),
+        (("--model", "{tmp}"), "cannot load an SSP-IR pipeline"),
+        (("--model", "{tmp}", "--tile-overlap", "16"), "--tile-overlap needs --tile-size"),
+        (("--model", "{tmp}", "--tile-size", "100"), "multiple of 8"),
+        (("--model", "{tmp}", "--captioner", "fixed:"), "needs a text"),
+        (("--model", "{tmp}", "-o", "{tmp}"), "would replace the input"),
+    ],
+)
+def test_argument_errors_are_one_line(sspir, tmp_path, extra, message):
+    image = write_image(tmp_path / "a.png")
+    extra = [str(arg).format(tmp=tmp_path) for arg in extra]
+    output = ["-o", tmp_path / "out"] if "-o" not in extra else []
+    run = sspir("restore", image, *output, *extra)
+    assert run.code == 2 and message in run.err
+    assert len(run.err.strip().splitlines()) == 1
+
+
+def test_missing_inputs_are_errors(sspir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for item, message in ((tmp_path / "nothing.png", "no such file"), (tmp_path / "empty", "holds no images"),
+                          (str(tmp_path / "*.webp"), "no image matches")):  # fmt: skip
+        run = sspir("restore", item, "-o", tmp_path / "out", "--model", tmp_path)
+        assert run.code == 2 and message in run.err
+
+
+def test_scheduler_list_and_unknown_names(sspir, tmp_path):
+    run = sspir("restore", "--scheduler", "list")
+    assert run.code == 0
+    assert all(name in run.out for name in SCHEDULERS)
+    run = sspir("restore", "a.png", "-o", tmp_path, "--scheduler", "fancy")
+    assert run.code == 2 and "unknown name 'fancy'" in run.err
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_every_scheduler_name_builds_its_scheduler(name):
+    # From a config saved with Karras sigmas on: every name sets the sigma schedule it means.
+    config = make_scheduler("euler-karras", DDIMScheduler().config).config
+    scheduler = make_scheduler(name, config)
+    class_name, options = SCHEDULERS[name]
+    assert type(scheduler).__name__ == class_name
+    for key, value in options.items():
+        assert scheduler.config[key] == value
+    if "use_karras_sigmas" in inspect.signature(type(scheduler).__init__).parameters:
+        assert scheduler.config.use_karras_sigmas == name.endswith("-karras")
+    scheduler.set_timesteps(4)
+
+
+def test_help_restates_the_pipeline_defaults():
+    assert restore.DEFAULT_ADDED_PROMPT == pipeline_sspir.DEFAULT_ADDED_PROMPT
+    assert restore.DEFAULT_NEGATIVE_PROMPT == pipeline_sspir.DEFAULT_NEGATIVE_PROMPT
+    assert set(restore.COLOR_FIXES) == {method or "none" for method in pipeline_sspir.COLOR_FIX_METHODS}
+
+
+def test_comparison_layout():
+    panels = [(f"label {i}", PIL.Image.new("RGB", (30, 20), (i * 100, 0, 0))) for i in range(3)]
+    panels[1] = ("small", PIL.Image.new("RGB", (15, 10), (100, 0, 0)))  # resized to the first panel's size
+    comparison = restore.make_comparison(panels)
+    label_height = comparison.height - 20
+    assert comparison.size == (90, label_height + 20) and label_height > 8
+    for i in range(3):
+        assert comparison.getpixel((i * 30 + 15, label_height + 10)) == (i * 100, 0, 0)
