@@ -103,7 +103,7 @@ def test_uint8_and_float_inputs_agree_and_grayscale_works():
     assert ssim(gray_pred, gray_gt) == pytest.approx(skimage_ssim(gray_pred, gray_gt, channel_axis=None), abs=1e-10)
 
 
-def test_gaussian_kernel_is_opencvs():
+def test_gaussian_kernel_values():
     kernel = gaussian_kernel(11, 1.5)
     assert kernel.shape == (11,) and kernel.sum() == pytest.approx(1.0)
     assert kernel[5] == pytest.approx(1 / sum(math.exp(-(x**2) / 4.5) for x in range(-5, 6)), abs=1e-15)

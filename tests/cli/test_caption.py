@@ -99,14 +99,15 @@ def test_sspir_caption_with_a_vision_language_model(sspir, tmp_path):
     "args,message",
     [
         (("{tmp}/missing", "--captioner", "fixed:x"), "no such folder"),
-        (("{tmp}", "--captioner", "fixed:x"), "holds no images"),
+        (("{tmp}/empty", "--captioner", "fixed:x"), "holds no images"),
         (("{tmp}", "--captioner", "none"), "nothing to caption with"),
-        (("{tmp}", "--captioner", "{tmp}/no-model"), "cannot load a vision-language model"),
+        (("{tmp}", "--captioner", "{tmp}/no-model"), "no-model: no such folder"),
+        (("{tmp}", "--captioner", "{tmp}"), "cannot load a vision-language model"),
     ],
 )
 def test_sspir_caption_errors(sspir, tmp_path, args, message):
-    if "none" in args or "no-model" in args[-1]:
-        write_image(tmp_path / "a.png")
+    write_image(tmp_path / "a.png")
+    (tmp_path / "empty").mkdir()
     run = sspir("caption", *(arg.format(tmp=tmp_path) for arg in args))
     assert run.code == 2 and message in run.err and len(run.err.strip().splitlines()) == 1
 

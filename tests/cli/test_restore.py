@@ -115,6 +115,8 @@ def test_duplicate_stems_are_an_error_up_front(sspir, tmp_path):
         (("--model", "{tmp}", "--tile-overlap", "16"), "--tile-overlap needs --tile-size"),
         (("--model", "{tmp}", "--tile-size", "100"), "multiple of 8"),
         (("--model", "{tmp}", "--captioner", "fixed:"), "needs a text"),
+        (("--model", "{tmp}", "--captioner", "./no/vlm"), "--captioner ./no/vlm: no such folder"),
+        (("--model", "{tmp}/a.png"), "a file, not a folder"),
         (("--model", "{tmp}", "-o", "{tmp}"), "would replace the input"),
     ],
 )

@@ -84,6 +84,15 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def check_model_source(flag: str, value: str) -> None:
+    """A `CLIError` when `value` (a folder or a Hub repo id) is clearly a path, but no folder is there."""
+    looks_like_path = value.startswith((".", "/", "~", "\\")) or value.count("/") > 1 or os.path.exists(value)
+    path = os.path.expanduser(value)
+    if looks_like_path and not os.path.isdir(path):
+        problem = "a file, not a folder" if os.path.isfile(path) else "no such folder"
+        raise CLIError(f"{flag} {value}: {problem}; pass a model folder or a Hub repo id (owner/name).")
+
+
 def resolve_device(name: str) -> Any:
     """The `torch.device` for `--device`, or a `CLIError` when that device is not available."""
     import torch
@@ -197,19 +206,23 @@ def read_image(path: Path) -> Any:
         raise ValueError(f"cannot read the image ({one_line(error)})") from None
 
 
-def read_rgb8(path: Path) -> Any:
-    """An image file as an `(H, W, 3)` uint8 array (16-bit grayscale scaled to 8 bits, alpha dropped).
-
-    Raises:
-        ValueError: if the file is not an image PIL can read, with the reason.
-    """
+def rgb8(image: Any) -> Any:
+    """A PIL image as an `(H, W, 3)` uint8 array: 16-bit grayscale scaled to 8 bits, alpha dropped, grey repeated."""
     import numpy as np
 
-    image = read_image(path)
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         gray = np.clip(np.round(np.asarray(image, dtype=np.float64) / 257), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     return np.asarray(image.convert("RGB"))
+
+
+def read_rgb8(path: Path) -> Any:
+    """An image file as an `(H, W, 3)` uint8 array (see [`rgb8`]).
+
+    Raises:
+        ValueError: if the file is not an image PIL can read, with the reason.
+    """
+    return rgb8(read_image(path))
 
 
 def save_png(image: Any, path: Path) -> None:

@@ -17,8 +17,9 @@ noise, JPEG, twice) and downscaled by --scale, goes to OUT_DIR/lq/<stem>.png.
 
 Reproducible: each image's randomness is seeded from --seed and the image's file stem, so
 adding or removing images never changes the others. The same seed gives the same pairs
-bit for bit on the same device (the default, the CPU, is the same everywhere). Existing
-pairs are kept (running again makes only what is missing) unless --overwrite."""
+bit for bit on the same device and torch build (the default device is the CPU; CUDA is
+faster, but its pairs may differ slightly). Existing pairs are kept (running again makes
+only what is missing) unless --overwrite."""
 
 EPILOG = """examples:
   sspir degrade DIV2K_valid_HR/ -o pairs/ --scale 4 --seed 0
@@ -39,7 +40,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--crop", type=_common.positive_int, metavar="SIZE", help="centre crop SIZE x SIZE first")
     parser.add_argument(
         "--device", type=_common.device_name, default="cpu", metavar="DEVICE",
-        help="where to degrade: cpu (the default, same result everywhere), cuda, cuda:N, mps or auto",
+        help="where to degrade: cpu, cuda, cuda:N, mps or auto (default: cpu)",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace existing pairs")
     parser.set_defaults(run=run)

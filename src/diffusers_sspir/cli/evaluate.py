@@ -53,7 +53,10 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         f"with pyiqa also {', '.join(PYIQA_METRICS)}, ...",
     )  # fmt: skip
     parser.add_argument(
-        "--output", type=Path, metavar="PREFIX", help="write PREFIX.csv and PREFIX.json (default: in --pred)"
+        "--output",
+        type=Path,
+        metavar="PREFIX",
+        help="write PREFIX.csv and PREFIX.json, or metrics.csv/.json into PREFIX if it is a folder (default: --pred)",
     )
     parser.add_argument(
         "--device",

@@ -63,7 +63,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (not recursive) or globs")
     parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUTDIR", help="where to write")
     parser.add_argument(
-        "--model", metavar="PATH_OR_REPO", help="a saved SSP-IR pipeline folder (save_pretrained) or Hub repo id"
+        "--model",
+        metavar="PATH_OR_REPO",
+        help="a saved SSP-IR pipeline folder (save_pretrained) or Hub repo id; required for now",
     )
     parser.add_argument(
         "--upscale", type=_common.positive_float, default=4, metavar="X", help="output size factor (default: 4)"
@@ -120,9 +122,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             "--model is required: pass a saved SSP-IR pipeline folder (written by SSPIRPipeline.save_pretrained) or "
             "its Hub repo id. No trained SSP-IR weights are published yet; docs/usage.md shows how to build one."
         )
-    looks_like_path = args.model.startswith((".", "/", "~", "\\")) or args.model.count("/") > 1
-    if looks_like_path and not os.path.isdir(os.path.expanduser(args.model)):
-        raise CLIError(f"--model {args.model}: no such folder; pass a saved SSP-IR pipeline folder or a Hub repo id.")
+    _common.check_model_source("--model", args.model)
     if args.tile_size is not None and (args.tile_size < 64 or args.tile_size % 8):
         raise CLIError(f"--tile-size {args.tile_size}: must be a multiple of 8 and at least 64 (output pixels).")
     if args.tile_overlap is not None:
@@ -133,8 +133,11 @@ def check_arguments(args: argparse.Namespace) -> None:
                 f"--tile-overlap {args.tile_overlap}: must be a multiple of 8, smaller than --tile-size "
                 f"{args.tile_size}."
             )
-    if args.captioner.startswith("fixed:") and not args.captioner[len("fixed:") :].strip():
-        raise CLIError("--captioner fixed:TEXT needs a text after 'fixed:' (or use --captioner none).")
+    if args.captioner.startswith("fixed:"):
+        if not args.captioner[len("fixed:") :].strip():
+            raise CLIError("--captioner fixed:TEXT needs a text after 'fixed:' (or use --captioner none).")
+    elif args.captioner != "none":
+        _common.check_model_source("--captioner", args.captioner)
 
 
 def planned_outputs(path: Path, args: argparse.Namespace) -> dict[str, Path]:
@@ -237,7 +240,7 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
     if "caption" in missing:
         write_text_atomic(missing["caption"], result.prompts[0])
     if "comparison" in missing:
-        upscaled = low_quality.convert("RGB").resize(restored.size, PIL.Image.Resampling.BICUBIC)
+        upscaled = PIL.Image.fromarray(_common.rgb8(low_quality)).resize(restored.size, PIL.Image.Resampling.BICUBIC)
         panels = [(f"input (bicubic x{args.upscale:g})", upscaled), ("structure prior", result.structure_images[0]),
                   ("SSP-IR", restored)]  # fmt: skip
         missing["comparison"].parent.mkdir(exist_ok=True)
