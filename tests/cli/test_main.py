@@ -42,6 +42,8 @@ def test_usage_errors(sspir):
     assert run.code == 2 and "required: -o/--output-dir" in run.err
     run = sspir("restore", "a.png", "-o", "out", "--steps", 0)
     assert run.code == 2 and "must be an integer >= 1" in run.err
+    run = sspir("restore", "a.png", "-o", "out", "--guidance-scale", "nan")
+    assert run.code == 2 and "must be a finite number" in run.err
 
 
 def test_unexpected_errors_are_one_line_unless_debug(sspir, monkeypatch):

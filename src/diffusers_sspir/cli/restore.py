@@ -75,7 +75,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--guidance-scale",
-        type=float,
+        type=_common.finite_float,
         default=7.5,
         metavar="SCALE",
         help="classifier-free guidance; <= 1 turns it off (default: 7.5)",
