@@ -1,8 +1,16 @@
-"""Captioners: turn (degraded) images into text prompts, the explicit semantic prior of SSP-IR."""
+"""Captioners: turn (degraded) images into text prompts, the explicit semantic prior of SSP-IR.
+
+`VLMCaptioner` (which imports transformers) is loaded on first use, so that the command line can list and caption
+folders without paying for imports it does not need.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
 
 from .base import Captioner, FixedCaptioner
 from .folder import CaptionFolderResult, caption_folder
-from .vlm import DEFAULT_CAPTION_PROMPT, VLMCaptioner
+
+_LAZY = {"DEFAULT_CAPTION_PROMPT": ".vlm", "VLMCaptioner": ".vlm"}
 
 __all__ = [
     "DEFAULT_CAPTION_PROMPT",
@@ -12,3 +20,18 @@ __all__ = [
     "VLMCaptioner",
     "caption_folder",
 ]
+
+if TYPE_CHECKING:
+    from .vlm import DEFAULT_CAPTION_PROMPT, VLMCaptioner
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -161,7 +161,7 @@ def collect_inputs(items: list[str]) -> list[Path]:
     Raises:
         CLIError: for an item that names nothing, an empty folder or a pattern that matches no image.
     """
-    from ..captioners.folder import IMAGE_EXTENSIONS, list_images
+    from ..files import IMAGE_EXTENSIONS, list_images
 
     found: dict[Path, Path] = {}
     for item in items:
@@ -188,7 +188,7 @@ def collect_inputs(items: list[str]) -> list[Path]:
 
 def check_unique_stems(paths: list[Path]) -> None:
     """A `CLIError` naming both files when two inputs would be written to the same output name."""
-    from ..captioners.folder import check_unique_stems as check
+    from ..files import check_unique_stems as check
 
     try:
         check(paths)

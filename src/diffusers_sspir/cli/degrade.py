@@ -89,7 +89,7 @@ def degrade_one(degradation: Any, path: Path, outputs: dict[str, Path], args: ar
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ..captioners.folder import list_images
+    from ..files import list_images
 
     if args.crop is not None and args.crop % args.scale:
         raise CLIError(f"--crop {args.crop}: must be a multiple of --scale {args.scale}.")

@@ -142,7 +142,7 @@ def evaluate_pair(
 
 def pair_files(pred_dir: Path, gt_dir: Path) -> tuple[dict[str, tuple[Path, Path]], list[Path], list[Path]]:
     """`(stem → (pred, gt), unpaired pred files, unpaired gt files)`."""
-    from ..captioners.folder import list_images
+    from ..files import list_images
 
     for flag, folder in (("--pred", pred_dir), ("--gt", gt_dir)):
         if not folder.is_dir():

@@ -216,7 +216,7 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
     import PIL.Image
     import torch
 
-    from ..captioners.folder import write_text_atomic
+    from ..files import write_text_atomic
 
     low_quality = _common.read_image(path)
     kwargs = {"added_prompt": args.prompt} if args.prompt is not None else {}

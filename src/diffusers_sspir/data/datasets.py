@@ -44,13 +44,13 @@ import PIL.Image
 import torch
 from diffusers.utils import logging
 
+from ..files import IMAGE_EXTENSIONS
 from ..image_ops import to_tensor_batch
 
 logger = logging.get_logger(__name__)
 
 __all__ = ["ImageFolderReport", "ImagePair", "PairedImageFolder", "collate_fn", "scan_image_folder"]
 
-IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 ON_PROBLEM_CHOICES = ("error", "skip")
 GT_FOLDER, LQ_FOLDER, CAPTION_FOLDER = "gt", "lq", "captions"
 
