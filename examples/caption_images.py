@@ -3,11 +3,13 @@
 With a vision-language model (any folder or Hub id that transformers' AutoModelForImageTextToText loads: LLaVA-1.5 in
 the llava-hf format, Qwen2-VL, SmolVLM, ...), asked SSP-IR's question about each image:
 
-    python examples/caption_images.py data/lq --captioner llava-hf/llava-1.5-7b-hf --batch-size 8
+    python examples/caption_images.py train/gt --output train/captions \
+        --captioner llava-hf/llava-1.5-7b-hf --batch-size 8
 
-or with one fixed caption for every image:
+(`train/captions/` is where the training folder layout expects them, next to `gt/`; without `--output` the captions
+go into `FOLDER/captions/`) or with one fixed caption for every image:
 
-    python examples/caption_images.py data/lq --fixed "a photo"
+    python examples/caption_images.py train/gt --output train/captions --fixed "a photo"
 
 Batched, resumable (images that already have a caption are skipped), with a progress bar. `sspir caption` is the same
 on the command line; both call `diffusers_sspir.captioners.caption_folder`.
