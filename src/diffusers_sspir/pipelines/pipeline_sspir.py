@@ -18,6 +18,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DCon
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import (
@@ -28,7 +29,7 @@ from diffusers.utils import (
     scale_lora_layers,
     unscale_lora_layers,
 )
-from diffusers.utils.torch_utils import randn_tensor
+from diffusers.utils.torch_utils import is_compiled_module, randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
 
 from ..captioners import Captioner
@@ -84,6 +85,11 @@ def draw_seed(generator: torch.Generator | list[torch.Generator]) -> int:
     copy = torch.Generator(device=first.device)
     copy.set_state(first.get_state())
     return int(torch.randint(0, 2**31 - 1, (1,), generator=copy, device=first.device))
+
+
+def is_compiled(model: torch.nn.Module) -> bool:
+    """Whether `model` was compiled as a whole, by `torch.compile(model)` or in place by `model.compile()`."""
+    return is_compiled_module(model) or getattr(model, "_compiled_call_impl", None) is not None
 
 
 @dataclass
@@ -322,6 +328,82 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 for submodule in module.modules():
                     if hasattr(submodule, "set_use_memory_efficient_attention_xformers"):
                         submodule.set_use_memory_efficient_attention_xformers(valid, attention_op)
+
+    # ------------------------------------------------------------------ speed
+
+    def fuse_qkv_projections(self, unet: bool = True, vae: bool = True, controlnet: bool = True) -> None:
+        r"""
+        Fuses the query, key and value projections (key and value in cross-attention) into one matrix product, in
+        Stable Diffusion's layers and in the dual-prior branches. Unlike diffusers' version, the ControlNet is fused
+        too. The output is the same up to rounding. Call it before [`~SSPIRPipeline.compile`].
+
+        Args:
+            unet (`bool`, defaults to `True`): fuse the UNet's projections.
+            vae (`bool`, defaults to `True`): fuse the VAE's projections.
+            controlnet (`bool`, defaults to `True`): fuse the ControlNet's projections.
+        """
+        super().fuse_qkv_projections(unet=unet, vae=vae)
+        self.fusing_controlnet = False
+        if controlnet:
+            self.fusing_controlnet = True
+            self._unfused_controlnet_processors = self.controlnet.attn_processors
+            self.controlnet.fuse_qkv_projections()
+            # diffusers' ControlNetModel.fuse_qkv_projections (0.42) neither fuses the `Attention` layers it is built
+            # of nor switches their processors: do both, as UNet2DConditionModel.fuse_qkv_projections does.
+            for module in self.controlnet.modules():
+                if isinstance(module, Attention):
+                    module.fuse_projections(fuse=True)
+            self.controlnet.set_attn_processor(FusedAttnProcessor2_0())
+
+    def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True, controlnet: bool = True) -> None:
+        r"""Undoes [`~SSPIRPipeline.fuse_qkv_projections`] for the models named."""
+        super().unfuse_qkv_projections(unet=unet, vae=vae)
+        if controlnet and getattr(self, "fusing_controlnet", False):
+            self.controlnet.unfuse_qkv_projections()
+            self.controlnet.set_attn_processor(self._unfused_controlnet_processors)
+            self.fusing_controlnet = False
+
+    def enable_channels_last(self) -> None:
+        r"""
+        Stores the weights of the UNet and the ControlNet, the models run at every step, in channels-last memory
+        format, which convolution kernels on recent GPUs prefer; activations follow. Same output up to rounding.
+        """
+        for model in (self.unet, self.controlnet):
+            model.to(memory_format=torch.channels_last)
+
+    def disable_channels_last(self) -> None:
+        r"""Returns the UNet and the ControlNet to the default (contiguous) memory format."""
+        for model in (self.unet, self.controlnet):
+            model.to(memory_format=torch.contiguous_format)
+
+    def compile(self, **compile_kwargs) -> None:
+        r"""
+        Compiles the UNet and the ControlNet, the two models run at every denoising step, with `torch.compile`.
+
+        The models are compiled in place (`torch.nn.Module.compile`), so `pipe.unet` and `pipe.controlnet` stay the
+        same objects: saving, LoRA and attention switches keep working, but a switch made after compiling compiles
+        again, so switch first. Each model compiles to a single graph (`fullgraph=True` works) that is reused at
+        every step and every call; a new image or tile size, batch size, dtype or `conditioning_scale` compiles
+        again (pass `dynamic=False` to keep every size static). The first call after compiling is slow. With CUDA
+        graphs (`mode="reduce-overhead"`) each ControlNet + UNet evaluation is marked as one graph step. See
+        `docs/performance.md` for measurements.
+
+        Compiling only the repeated transformer blocks (`compile_repeated_blocks`) is not offered: the dual-prior
+        blocks differ from layer to layer (pixel branch, its residual index), so they exceed dynamo's recompilation
+        limit and run uncompiled.
+
+        Args:
+            **compile_kwargs: passed to `torch.compile`, e.g. `fullgraph=True`, `mode="reduce-overhead"` (CUDA
+                graphs), `mode="max-autotune-no-cudagraphs"`, `backend="cudagraphs"`, `dynamic=False`.
+
+        Examples:
+            ```py
+            >>> pipe.fuse_qkv_projections()
+            >>> pipe.compile(mode="reduce-overhead", fullgraph=True)
+            ```
+        """
+        for model in (self.unet, self.controlnet):
+            model.compile(**compile_kwargs)
 
     # ------------------------------------------------------------------ properties
 
@@ -692,8 +774,6 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             return noise * self.scheduler.init_noise_sigma
         encoded = self.vae.encode(image.to(device=device, dtype=self.vae.dtype) * 2 - 1).latent_dist.mode()
         encoded = (encoded * self.vae.config.scaling_factor).to(dtype).repeat_interleave(num_images_per_prompt, dim=0)
-        if hasattr(self.scheduler, "set_begin_index"):
-            self.scheduler.set_begin_index(0)
         return self.scheduler.add_noise(encoded, noise, timestep.repeat(batch))
 
     @contextlib.contextmanager
@@ -718,6 +798,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         conditioning_scale: float,
     ) -> torch.Tensor:
         """One ControlNet + UNet evaluation (the model input is already scaled by the scheduler)."""
+        compiled = is_compiled(self.unet) or is_compiled(self.controlnet)
+        if compiled:
+            # With CUDA graphs, every call of a compiled model would begin a new graph step and free the outputs of
+            # the previous one, here the ControlNet residuals the UNet is about to read: one step per evaluation.
+            torch.compiler.cudagraph_mark_step_begin()
         priors = dict(
             encoder_hidden_states=text_embeds,
             image_embeds=image_embeds,
@@ -727,9 +812,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         down, mid = self.controlnet(
             latents, t, controlnet_cond=structure, conditioning_scale=conditioning_scale, **priors
         )
-        return self.unet(
+        noise = self.unet(
             latents, t, down_block_additional_residuals=down, mid_block_additional_residual=mid, **priors
         )[0]
+        # The next evaluation overwrites a CUDA-graph output; schedulers that keep the prediction (PNDM) need a copy.
+        return noise.clone() if compiled else noise
 
     def predict_noise_tiled(
         self,
@@ -914,6 +1001,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         # 3. Timesteps and starting latents.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         self.seed_scheduler_noise(generator)
+        if hasattr(self.scheduler, "set_begin_index"):
+            # The loop starts at the first timestep; without a begin index such schedulers search for it on the
+            # device (a host-device sync) at the first step, and `add_noise` does the same.
+            self.scheduler.set_begin_index(0)
         timesteps = self.scheduler.timesteps
         # Tiles (and the VAE's tiling) only when the image does not fit in one tile.
         tiled = tile_size is not None and max(padded.shape[-2:]) > tile_size
@@ -925,15 +1016,18 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         latent_tile = tile_size // self.vae_scale_factor if tiled else None
         latent_overlap = (tile_overlap or 0) // self.vae_scale_factor
 
-        # 4. Denoising loop.
+        # 4. Denoising loop. The models get each timestep on the device, the scheduler a copy on the CPU: schedulers
+        # index their CPU tables with it (DDIM: `alphas_cumprod[t]`), which for a device tensor means a host-device
+        # sync at every step. Nothing else in the loop reads a device value on the host.
         num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
         self._num_timesteps = len(timesteps)
+        scheduler_timesteps = timesteps.cpu()
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     continue
                 model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
-                model_input = self.scheduler.scale_model_input(model_input, t)
+                model_input = self.scheduler.scale_model_input(model_input, scheduler_timesteps[i])
                 conditioning = (prompt_embeds, image_embeds, structure_features, conditioning_scale)
                 if latent_tile is None:
                     noise_pred = self.predict_noise(model_input, t, *conditioning)
@@ -942,7 +1036,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 if self.do_classifier_free_guidance:
                     noise_uncond, noise_text = noise_pred.chunk(2)
                     noise_pred = noise_uncond + self.guidance_scale * (noise_text - noise_uncond)
-                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                latents = self.scheduler.step(
+                    noise_pred, scheduler_timesteps[i], latents, **extra_step_kwargs, return_dict=False
+                )[0]
 
                 if callback_on_step_end is not None:
                     available = {"latents": latents, "prompt_embeds": prompt_embeds, "image_embeds": image_embeds,
