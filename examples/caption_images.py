@@ -3,13 +3,12 @@
 With a vision-language model (any folder or Hub id that transformers' AutoModelForImageTextToText loads: LLaVA-1.5 in
 the llava-hf format, Qwen2-VL, SmolVLM, ...), asked SSP-IR's question about each image:
 
-    python examples/caption_images.py train/gt --output train/captions \
-        --captioner llava-hf/llava-1.5-7b-hf --batch-size 8
+    python examples/caption_images.py train/gt --captioner llava-hf/llava-1.5-7b-hf --batch-size 8
 
-(`train/captions/` is where the training folder layout expects them, next to `gt/`; without `--output` the captions
-go into `FOLDER/captions/`) or with one fixed caption for every image:
+(captions of a training set's `gt/` or `lq/` folder go next to it, into `train/captions/`, where training reads them;
+of any other folder into `FOLDER/captions/`; `--output` chooses) or with one fixed caption for every image:
 
-    python examples/caption_images.py train/gt --output train/captions --fixed "a photo"
+    python examples/caption_images.py train/gt --fixed "a photo"
 
 Batched, resumable (images that already have a caption are skipped), with a progress bar. `sspir caption` is the same
 on the command line; both call `diffusers_sspir.captioners.caption_folder`.
@@ -24,7 +23,9 @@ def parse_args() -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--captioner", help="a vision-language model folder or Hub id")
     source.add_argument("--fixed", help="the same caption for every image")
-    parser.add_argument("--output", help="where to write <stem>.txt (default: FOLDER/captions)")
+    parser.add_argument(
+        "--output", help="where to write <stem>.txt (default: FOLDER/captions; PARENT/captions for gt/ or lq/)"
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=512, help="the longest caption, in tokens")
     parser.add_argument("--seed", type=int, default=0)

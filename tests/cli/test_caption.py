@@ -118,3 +118,10 @@ def test_example_script(tmp_path, monkeypatch, capsys):
     runpy.run_path(str(EXAMPLE), run_name="__main__")
     assert (tmp_path / "captions" / "a.txt").read_text() == "a wall"
     assert "captioned 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, expected", [("gt", "captions"), ("lq", "captions"), ("photos", "photos/captions")])
+def test_default_caption_folder_follows_the_training_layout(tmp_path, name, expected):
+    from diffusers_sspir.captioners import default_caption_dir
+
+    assert default_caption_dir(tmp_path / name) == tmp_path / expected

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from diffusers_sspir import SSPIRPipeline
@@ -69,17 +70,19 @@ def test_overfitting_a_tiny_set_lowers_the_loss(tmp_path, sd):
     assert after["loss"] < before["loss"]
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, sd, monkeypatch):
-    data = make_hq_folder(tmp_path / "data", count=3)  # 3 batches per epoch: the run crosses an epoch boundary
-    run_args = lambda output: [*sd, *common_args(data, output, steps=5), "--lr_scheduler", "cosine"]  # noqa: E731
+@pytest.mark.parametrize("stop_at", [4, 8], ids=["epoch0", "epoch1"])
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, sd, monkeypatch, stop_at):
+    # 6 images, 5 batches per epoch (the last image is dropped: drop_last) of 1 image: epoch 1 begins at step 6.
+    data = make_hq_folder(tmp_path / "data", count=5)
+    run_args = lambda output: [*sd, *common_args(data, output, steps=10), "--lr_scheduler", "cosine"]  # noqa: E731
     main(run_args(tmp_path / "straight"))
 
     real_save = checkpoint_module.save_checkpoint
 
     def save_then_die(output_dir, progress, *args, **kwargs):
         path = real_save(output_dir, progress, *args, **kwargs)
-        if progress.global_step == 4:
-            raise KeyboardInterrupt  # killed right after the step-4 checkpoint
+        if progress.global_step == stop_at:
+            raise KeyboardInterrupt  # killed right after this checkpoint
         return path
 
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
@@ -89,10 +92,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, sd, mo
     monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
     main([*run_args(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"])
 
-    progress = json.loads((tmp_path / "resumed" / "checkpoint-5" / "state.json").read_text())["progress"]
-    assert progress == {"global_step": 5, "epoch": 1, "batches_in_epoch": 2}
-    straight = load_file(tmp_path / "straight" / "checkpoint-5" / "trainable.safetensors")
-    resumed = load_file(tmp_path / "resumed" / "checkpoint-5" / "trainable.safetensors")
+    progress = json.loads((tmp_path / "resumed" / "checkpoint-10" / "state.json").read_text())["progress"]
+    assert progress == {"global_step": 10, "epoch": 1, "batches_in_epoch": 5}
+    straight = load_file(tmp_path / "straight" / "checkpoint-10" / "trainable.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "checkpoint-10" / "trainable.safetensors")
     assert straight.keys() == resumed.keys()
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=0, msg=name)
@@ -102,8 +105,10 @@ def test_new_run_refuses_a_folder_holding_another_run(tmp_path, sd):
     data = make_hq_folder(tmp_path / "data", count=1)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "model_index.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="--resume_from_checkpoint latest"):
-        main([*sd, *common_args(data, tmp_path / "run")])
+    for resume in ([], ["--resume_from_checkpoint", "latest"]):  # 'latest' without a checkpoint is a new run
+        with pytest.raises(SystemExit, match="already holds a training run"):
+            main([*sd, *common_args(data, tmp_path / "run"), *resume])
+    assert (tmp_path / "run" / "model_index.json").read_text() == "{}"
 
 
 @pytest.mark.parametrize(
@@ -180,3 +185,46 @@ def test_overwrite_output_dir_removes_the_old_runs_checkpoints(tmp_path, sd):
     main([*sd, *common_args(data, tmp_path / "run", steps=1), "--overwrite_output_dir"])
     assert not old.exists()
     assert (tmp_path / "run" / "checkpoint-1" / "state.json").is_file()
+
+
+def test_setup_problems_are_one_error_naming_the_option(tmp_path, sd):
+    data = make_paired_folder(tmp_path / "data", count=2)
+    (data / "lq" / "img1.png").unlink()
+    with pytest.raises(SystemExit, match="--skip_bad_files") as error:
+        main([*sd, *common_args(data, tmp_path / "run")])
+    assert "img1" in str(error.value) and "on_problem" not in str(error.value)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(SystemExit, match="needs a GPU; on the CPU use bf16"):
+        main([*sd, *common_args(data, tmp_path / "run2"), "--mixed_precision", "fp16", "--skip_bad_files"])
+
+
+def test_leftovers_of_a_save_killed_midway_are_cleaned_up(tmp_path, sd):
+    data = make_hq_folder(tmp_path / "data", count=1)
+    output = tmp_path / "run"
+    main([*sd, *common_args(data, output, steps=2)])
+    (output / ".checkpoint-4.abc123").mkdir()  # killed while writing checkpoint-4
+    retired = output / ".retired-2.xyz"  # killed while replacing checkpoint-2: the old one was moved aside
+    retired.mkdir()
+    (output / "checkpoint-2").rename(retired / "old")
+    main([*sd, *common_args(data, output, steps=3), "--resume_from_checkpoint", "latest"])
+    assert sorted(p.name for p in output.iterdir() if p.name.startswith((".", "checkpoint"))) == [
+        "checkpoint-2",
+        "checkpoint-3",
+    ]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--image_embed_dim", "0"], "--image_embed_dim must be a positive integer"),
+        (["--max_grad_norm", "-1"], "--max_grad_norm must not be negative"),
+        (["--validation_image", "junk.png"], "is not a readable image"),
+    ],
+)
+def test_more_bad_options(tmp_path, sd, capsys, monkeypatch, options, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.png").write_text("junk")
+    data = make_hq_folder(tmp_path / "data", count=1)
+    with pytest.raises(SystemExit):
+        parse_args(FULL, [*sd, *common_args(data, tmp_path / "run"), *options])
+    assert message in capsys.readouterr().err

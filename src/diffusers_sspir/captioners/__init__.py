@@ -8,7 +8,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from .base import Captioner, FixedCaptioner
-from .folder import CaptionFolderResult, caption_folder
+from .folder import CaptionFolderResult, caption_folder, default_caption_dir
 
 _LAZY = {"DEFAULT_CAPTION_PROMPT": ".vlm", "VLMCaptioner": ".vlm"}
 
@@ -19,6 +19,7 @@ __all__ = [
     "FixedCaptioner",
     "VLMCaptioner",
     "caption_folder",
+    "default_caption_dir",
 ]
 
 if TYPE_CHECKING:

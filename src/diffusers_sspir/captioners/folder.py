@@ -29,6 +29,13 @@ class CaptionFolderResult:
     failed: dict[Path, str] = field(default_factory=dict)
 
 
+def default_caption_dir(folder: str | os.PathLike) -> Path:
+    """Where captions of `folder` go by default: `folder/captions`, except for the `gt/` or `lq/` folder of a
+    training set, whose captions belong next to it (`train/gt` → `train/captions`, where training reads them)."""
+    folder = Path(folder)
+    return folder.parent / "captions" if folder.name in ("gt", "lq") else folder / "captions"
+
+
 def pending_images(
     folder: str | os.PathLike, output_dir: str | os.PathLike | None = None, overwrite: bool = False
 ) -> tuple[list[Path], list[Path], Path]:
@@ -36,7 +43,8 @@ def pending_images(
 
     Args:
         folder (`str` or `os.PathLike`): the folder of images.
-        output_dir (`str` or `os.PathLike`, *optional*): the caption folder; defaults to `folder/captions`.
+        output_dir (`str` or `os.PathLike`, *optional*): the caption folder; defaults to
+            [`default_caption_dir`].
         overwrite (`bool`, defaults to `False`): count every image as still to caption.
 
     Returns:
@@ -48,7 +56,7 @@ def pending_images(
     """
     images = list_images(folder)
     check_unique_stems(images)
-    output_dir = Path(output_dir) if output_dir is not None else Path(folder) / "captions"
+    output_dir = Path(output_dir) if output_dir is not None else default_caption_dir(folder)
     todo, done = [], []
     for path in images:
         (done if not overwrite and (output_dir / f"{path.stem}.txt").is_file() else todo).append(path)
@@ -76,7 +84,7 @@ def caption_folder(
         captioner (`Captioner`): any callable `list[PIL.Image.Image] -> list[str]`, such as
             [`VLMCaptioner`] or [`FixedCaptioner`]. One that takes `generator_seed` gets `generator_seed`.
         output_dir (`str` or `os.PathLike`, *optional*): where to write the captions; defaults to
-            `folder/captions`. Created if missing.
+            [`default_caption_dir`] (`folder/captions`, or `train/captions` for `train/gt`). Created if missing.
         batch_size (`int`, defaults to 8): images per captioner call.
         overwrite (`bool`, defaults to `False`): caption again images that already have a caption.
         generator_seed (`int`, *optional*): passed to every call of a captioner that accepts it, for reproducible

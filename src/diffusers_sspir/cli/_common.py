@@ -93,7 +93,12 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_model_source(flag: str, value: str) -> None:
     """A `CLIError` when `value` (a folder or a Hub repo id) is clearly a path, but no folder is there."""
-    looks_like_path = value.startswith((".", "/", "~", "\\")) or value.count("/") > 1 or os.path.exists(value)
+    looks_like_path = (
+        value.startswith((".", "/", "~", "\\"))
+        or value.endswith(("/", os.sep))
+        or value.count("/") > 1
+        or os.path.exists(value)
+    )
     path = os.path.expanduser(value)
     if looks_like_path and not os.path.isdir(path):
         problem = "a file, not a folder" if os.path.isfile(path) else "no such folder"

@@ -7,7 +7,8 @@ from typing import Any
 from . import _common
 from ._common import CLIError, echo, one_line
 
-DESCRIPTION = """Caption every image of a folder (not its subfolders) into DIR/captions/<stem>.txt.
+DESCRIPTION = """Caption every image of a folder (not its subfolders) into DIR/captions/<stem>.txt
+(for the gt/ or lq/ folder of a training set: into the captions/ folder next to it, where training reads them).
 
 The captioner is a vision-language model, a folder or Hub id that transformers'
 AutoModelForImageTextToText loads (LLaVA-1.5 in the llava-hf format, Qwen2-VL, SmolVLM,
@@ -31,7 +32,12 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--captioner", required=True, metavar="SPEC", help="a vision-language model folder or Hub id, or fixed:TEXT"
     )
-    parser.add_argument("--output", type=Path, metavar="DIR", help="where to write <stem>.txt (default: DIR/captions)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="where to write <stem>.txt (default: DIR/captions; PARENT/captions for a gt/ or lq/ folder)",
+    )
     parser.add_argument(
         "--batch-size", type=_common.positive_int, default=4, metavar="N", help="images per batch (default: 4)"
     )

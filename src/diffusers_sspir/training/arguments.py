@@ -3,6 +3,8 @@
 import argparse
 import os
 
+import PIL.Image
+
 FULL, LORA = "full", "lora"
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -135,7 +137,7 @@ def check_args(args: argparse.Namespace, mode: str) -> None:
             )
     positive = ["resolution", "scale", "train_batch_size", "gradient_accumulation_steps", "max_train_steps"]
     positive += ["checkpointing_steps", "validation_steps", "validation_inference_steps"]
-    positive += ["rank"] if mode == LORA else []
+    positive += ["rank"] if mode == LORA else ["image_embed_dim"]
     for name in positive:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
@@ -143,6 +145,9 @@ def check_args(args: argparse.Namespace, mode: str) -> None:
         raise ValueError(f"--resolution must be a multiple of 8 and of --scale ({args.scale}), got {args.resolution}.")
     if not 0 <= args.null_text_ratio <= 1:
         raise ValueError(f"--null_text_ratio must be in [0, 1], got {args.null_text_ratio}.")
+    for name in ("max_grad_norm", "lr_warmup_steps", "dataloader_num_workers"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must not be negative, got {getattr(args, name)}.")
     if args.learning_rate <= 0:
         raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}.")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
@@ -152,6 +157,11 @@ def check_args(args: argparse.Namespace, mode: str) -> None:
     for path in args.validation_image:
         if not os.path.isfile(path):
             raise ValueError(f"--validation_image {path} is not a file.")
+        try:
+            with PIL.Image.open(path) as image:
+                image.verify()
+        except (OSError, SyntaxError) as error:
+            raise ValueError(f"--validation_image {path} is not a readable image ({error}).") from None
     if args.degradation_config and not os.path.isfile(args.degradation_config):
         raise ValueError(f"--degradation_config {args.degradation_config} is not a file.")
 

@@ -114,6 +114,28 @@ def save_checkpoint(
     return final
 
 
+def recover_interrupted_saves(output_dir: str) -> list[str]:
+    """Cleans up after a run killed while saving: deletes half-written checkpoints (hidden `.checkpoint-*`
+    folders), and puts back a checkpoint that was being replaced (`.retired-*`) when its replacement never arrived.
+    Returns what was done, for the log."""
+    if not os.path.isdir(output_dir):
+        return []
+    notes = []
+    for name in sorted(os.listdir(output_dir)):
+        path = os.path.join(output_dir, name)
+        if name.startswith(".retired-") and os.path.isdir(path):
+            step = name.split(".")[1].removeprefix("retired-")
+            final, old = os.path.join(output_dir, f"checkpoint-{step}"), os.path.join(path, "old")
+            if not os.path.exists(final) and os.path.isfile(os.path.join(old, "state.json")):
+                os.replace(old, final)
+                notes.append(f"Restored {final}, which an interrupted save was replacing.")
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith(".checkpoint-") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            notes.append(f"Deleted {path}, a checkpoint whose writing was interrupted.")
+    return notes
+
+
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
     """Complete checkpoints in `output_dir` as `(step, path)`, oldest first."""
     if not os.path.isdir(output_dir):
@@ -174,6 +196,14 @@ def load_checkpoint(
         raise ValueError(
             f"{path} does not match the parameters being trained (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}): resume with the same model and training options as the run that wrote it."
+        )
+    mismatched = [name for name, parameter in trainable.items() if saved[name].shape != parameter.shape]
+    if mismatched:
+        name = mismatched[0]
+        raise ValueError(
+            f"{path} holds {name} with shape {tuple(saved[name].shape)}, but the run trains it with shape "
+            f"{tuple(trainable[name].shape)}: resume with the same model and options (e.g. --rank) as the run "
+            "that wrote it."
         )
     with torch.no_grad():
         for name, parameter in trainable.items():

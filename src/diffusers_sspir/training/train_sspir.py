@@ -6,13 +6,14 @@ Run it with `accelerate launch examples/train_sspir.py --help` (or `python -m di
 
 import argparse
 import logging
+import sys
 
 import torch
 
 from ..pipelines import SSPIRPipeline
 from .arguments import FULL, parse_args
 from .module import SSPIRTrainingModule, select_full_training_parameters
-from .trainer import TrainingParts, train
+from .trainer import TrainingParts, TrainingSetupError, train
 
 
 def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
@@ -60,7 +61,10 @@ def save_final(args: argparse.Namespace, parts: TrainingParts) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(FULL, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    train(args, build, save_final)
+    try:
+        train(args, build, save_final)
+    except TrainingSetupError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import re
+import sys
 
 import torch
 from peft import LoraConfig
@@ -19,7 +20,7 @@ from peft.utils import get_peft_model_state_dict
 from ..pipelines import SSPIRPipeline
 from .arguments import LORA, parse_args
 from .module import BRANCH_MARKER, SSPIRTrainingModule, trainable_parameters
-from .trainer import TrainingParts, train
+from .trainer import TrainingParts, TrainingSetupError, train
 
 
 def lora_target_modules(names: str, on_branches: bool) -> str:
@@ -67,7 +68,10 @@ def save_final(args: argparse.Namespace, parts: TrainingParts) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(LORA, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    train(args, build, save_final)
+    try:
+        train(args, build, save_final)
+    except TrainingSetupError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

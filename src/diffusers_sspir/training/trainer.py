@@ -30,6 +30,7 @@ from .checkpoint import (
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    recover_interrupted_saves,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -39,6 +40,11 @@ from .module import SSPIRTrainingModule
 logger = get_logger(__name__)
 
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class TrainingSetupError(ValueError):
+    """A problem with the options, the data or the output folder, found before training starts; the scripts print
+    its message as one error, without a traceback."""
 
 
 def derive_seed(*values: int) -> int:
@@ -89,8 +95,11 @@ def resolve_report_to(report_to: str) -> str | list[str] | None:
 
 def check_output_dir(args: argparse.Namespace, is_main_process: bool = True) -> None:
     """Refuses to start a new run over the results of another one, unless asked to; with `--overwrite_output_dir`,
-    deletes the old run's checkpoints first (so that a later `--resume_from_checkpoint latest` cannot pick one)."""
-    if args.resume_from_checkpoint or not os.path.isdir(args.output_dir):
+    deletes the old run's checkpoints first (so that a later `--resume_from_checkpoint latest` cannot pick one).
+    A run that resumes from a checkpoint is not a new run; `latest` with no checkpoint yet is."""
+    if not os.path.isdir(args.output_dir):
+        return
+    if args.resume_from_checkpoint and (args.resume_from_checkpoint != "latest" or list_checkpoints(args.output_dir)):
         return
     if args.overwrite_output_dir:
         if is_main_process:
@@ -105,7 +114,7 @@ def check_output_dir(args: argparse.Namespace, is_main_process: bool = True) -> 
         if os.path.exists(os.path.join(args.output_dir, name))
     ]
     if existing:
-        raise FileExistsError(
+        raise TrainingSetupError(
             f"--output_dir {args.output_dir} already holds a training run ({existing[0]}). Resume it with "
             "--resume_from_checkpoint latest, choose another folder, or pass --overwrite_output_dir to start afresh "
             "(the old checkpoints are deleted; the saved model is replaced at the end of the new run)."
@@ -249,6 +258,12 @@ def train(
         log_with=resolve_report_to(args.report_to),
         project_config=project,
     )
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise TrainingSetupError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no.")
+    if accelerator.is_main_process:
+        for note in recover_interrupted_saves(args.output_dir):
+            logger.info(note)
+    accelerator.wait_for_everyone()
     check_output_dir(args, accelerator.is_main_process)
     accelerator.wait_for_everyone()
     device = accelerator.device
@@ -256,16 +271,25 @@ def train(
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
 
-    dataset = PairedImageFolder(
-        args.train_data_dir,
-        resolution=args.resolution,
-        scale=args.scale,
-        random_flip=not args.no_random_flip,
-        null_text_ratio=args.null_text_ratio,
-        seed=args.seed,
-        on_problem="skip" if args.skip_bad_files else "error",
-    )
-    degradation = None if dataset.has_lq else RealESRGANDegradation(load_degradation_config(args))
+    try:
+        dataset = PairedImageFolder(
+            args.train_data_dir,
+            resolution=args.resolution,
+            scale=args.scale,
+            random_flip=not args.no_random_flip,
+            null_text_ratio=args.null_text_ratio,
+            seed=args.seed,
+            on_problem="skip" if args.skip_bad_files else "error",
+        )
+    except ValueError as error:
+        message = str(error).replace('pass `on_problem="skip"`', "pass --skip_bad_files")
+        raise TrainingSetupError(f"--train_data_dir: {message}") from None
+    try:
+        degradation = None if dataset.has_lq else RealESRGANDegradation(load_degradation_config(args))
+    except (ValueError, TypeError) as error:
+        raise TrainingSetupError(f"--degradation_config {args.degradation_config}: {error}") from None
+    if dataset.has_lq and args.degradation_config:
+        logger.warning(f"--degradation_config is not used: {args.train_data_dir} has lq/ images to train on.")
 
     set_seed(args.seed)  # the initialisation of new layers
     parts = build(args)
@@ -289,7 +313,7 @@ def train(
         drop_last=True,
     )
     if len(dataloader) == 0:
-        raise ValueError(
+        raise TrainingSetupError(
             f"--train_data_dir has {len(dataset)} usable images, fewer than one batch of --train_batch_size "
             f"{args.train_batch_size}."
         )
@@ -302,11 +326,15 @@ def train(
     model, optimizer, dataloader, lr_scheduler = accelerator.prepare(parts.module, optimizer, dataloader, lr_scheduler)
 
     progress = TrainingProgress()
-    checkpoint = (
-        resolve_checkpoint(args.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
-    )
+    try:
+        checkpoint = (
+            resolve_checkpoint(args.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+        )
+        if checkpoint is not None:
+            progress = load_checkpoint(checkpoint, parts.trainable, optimizer, lr_scheduler, accelerator.scaler)
+    except ValueError as error:
+        raise TrainingSetupError(str(error)) from None
     if checkpoint is not None:
-        progress = load_checkpoint(checkpoint, parts.trainable, optimizer, lr_scheduler, accelerator.scaler)
         logger.info(f"Resumed from {checkpoint} at step {progress.global_step}.", main_process_only=True)
     elif args.resume_from_checkpoint:
         logger.info(f"No checkpoint in {args.output_dir} yet: starting a new run.", main_process_only=True)
@@ -333,11 +361,13 @@ def train(
     running: dict[str, float] = {}  # loss terms summed over the batches of one optimizer step
     accumulated = 0
     while progress.global_step < args.max_train_steps:
-        sampler.set_epoch(progress.epoch)
-        dataset.set_epoch(progress.epoch)
         loader = dataloader
         if progress.batches_in_epoch:
             loader = accelerator.skip_first_batches(dataloader, progress.batches_in_epoch)
+        # accelerate's loader sets its own epoch counter on the sampler when iterated (it starts at 0 in every
+        # process): give it the run's epoch, and the dataset too (accelerate only sets one of the two).
+        loader.set_epoch(progress.epoch)
+        dataset.set_epoch(progress.epoch)
         for batch in loader:
             generator = torch.Generator().manual_seed(
                 derive_seed(args.seed, progress.epoch, progress.batches_in_epoch, accelerator.process_index)
@@ -357,7 +387,9 @@ def train(
             if not accelerator.sync_gradients:
                 continue
             progress.global_step += 1
-            logs = {name: total / accumulated for name, total in running.items()}
+            means = torch.tensor([total / accumulated for total in running.values()], device=device)
+            means = accelerator.reduce(means, reduction="mean")  # over processes: the loss of the global batch
+            logs = dict(zip(running, means.tolist()))
             logs["lr"] = lr_scheduler.get_last_lr()[0]
             running, accumulated = {}, 0
             bar.update(1)
