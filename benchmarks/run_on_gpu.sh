@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The GPU measurements of docs/performance.md in one go: bench_pipeline.py at SD-1.5 size (about 5 minutes), then
+# the CUDA-only tests of the pipeline's speed options (at most 150 s more).
+#
+# Meant for a machine with a CUDA PyTorch that may lack diffusers: wheels found in .whl/ (docs/performance.md says
+# how to fetch them) are installed to /tmp/site first. Writes results.jsonl, results.md, the tiled-output views and
+# log.txt (everything printed, tests included) to ${OUT:-results}/bench. Extra arguments go to bench_pipeline.py.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEST="${OUT:-results}/bench"
+mkdir -p "$DEST"
+if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || exit 1
+    export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    python3 -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__)"
+    python3 benchmarks/bench_pipeline.py --size sd15 --output "$DEST/results.jsonl" "$@"
+    echo "# bench_pipeline.py exit status $?"
+    timeout 150 python3 -m pytest -q -p no:cacheprovider tests/pipelines/test_pipeline_speed.py -m "slow or not slow" -k cuda
+    echo "# CUDA tests exit status $?"
+} 2>&1 | tee "$DEST/log.txt"
