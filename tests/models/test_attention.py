@@ -200,3 +200,30 @@ def test_gradient_checkpointing_gives_the_same_gradients(name):
     assert plain.keys() == checkpointed.keys() and plain
     for key in plain:
         torch.testing.assert_close(checkpointed[key], plain[key], rtol=1e-4, atol=1e-6)
+
+
+def test_controlnet_fuse_qkv_projections_fuses_and_unfuses():
+    from tiny import make_sspir_components
+
+    controlnet = make_sspir_components()["controlnet"]
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(
+        sample=torch.randn(1, 4, 8, 8, generator=generator),
+        timestep=torch.tensor([10]),
+        encoder_hidden_states=torch.randn(1, 5, 16, generator=generator),
+        controlnet_cond=torch.randn(1, 8, 8, 8, generator=generator),
+        image_embeds=torch.randn(1, 3, 12, generator=generator),
+        return_dict=False,
+    )
+    expected = controlnet(**inputs)
+    controlnet.fuse_qkv_projections()  # diffusers' own ControlNetModel (0.42) leaves its Attention layers unfused
+    assert all(isinstance(p.kernel, FusedAttnProcessor2_0) for p in controlnet._dual_prior_processors().values())
+    assert all(isinstance(layer.processor, (FusedAttnProcessor2_0, DualPriorAttnProcessor))
+               for layer in controlnet._attention_layers().values())  # fmt: skip
+    fused = controlnet(**inputs)
+    controlnet.unfuse_qkv_projections()
+    assert all(isinstance(p.kernel, AttnProcessor2_0) for p in controlnet._dual_prior_processors().values())
+    layers = controlnet._attention_layers().values()
+    assert not any(isinstance(layer.processor, FusedAttnProcessor2_0) for layer in layers)
+    for outputs in (fused, controlnet(**inputs)):
+        torch.testing.assert_close(outputs[1], expected[1], rtol=1e-4, atol=1e-5)

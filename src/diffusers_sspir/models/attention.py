@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0, FusedAttnProcessor2_0
 from diffusers.utils import logging
 from torch import nn
 
@@ -331,15 +331,29 @@ class DualPriorAttentionMixin:
         self.set_attn_processor(AttnProcessor())
 
     def fuse_qkv_projections(self) -> None:
+        layers = self._attention_layers()
+        self._unfused_processors = {name: layer.processor for name, layer in layers.items()}
         self._unfused_kernels = {name: proc.kernel for name, proc in self._dual_prior_processors().items()}
         super().fuse_qkv_projections()
+        # diffusers' ControlNetModel (0.42) fuses only `AttentionModuleMixin` layers, not the `Attention` layers it is
+        # built of: fuse those (and the branches inside the processors) as UNet2DConditionModel does.
+        unfused = [
+            m for m in self.modules() if isinstance(m, Attention) and not getattr(m, "fused_projections", False)
+        ]
+        if unfused:
+            for module in unfused:
+                module.fuse_projections(fuse=True)
+            self.set_attn_processor(FusedAttnProcessor2_0())
 
     def unfuse_qkv_projections(self) -> None:
         super().unfuse_qkv_projections()
+        layers = self._attention_layers()
+        for name, processor in getattr(self, "_unfused_processors", {}).items():
+            layers[name].set_processor(processor)
         processors = self._dual_prior_processors()
         for name, kernel in getattr(self, "_unfused_kernels", {}).items():
             processors[name].set_kernel(kernel)
-        self._unfused_kernels = {}
+        self._unfused_processors, self._unfused_kernels = {}, {}
 
     def _with_branches_hidden(self, switch: Callable[[], None]) -> None:
         """Runs a diffusers switch that sets processors per `Attention` module (attention slicing, xformers) with the

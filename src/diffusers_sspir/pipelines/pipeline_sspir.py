@@ -18,7 +18,6 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DCon
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
-from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import (
@@ -343,24 +342,15 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             controlnet (`bool`, defaults to `True`): fuse the ControlNet's projections.
         """
         super().fuse_qkv_projections(unet=unet, vae=vae)
-        self.fusing_controlnet = False
+        self.fusing_controlnet = controlnet
         if controlnet:
-            self.fusing_controlnet = True
-            self._unfused_controlnet_processors = self.controlnet.attn_processors
             self.controlnet.fuse_qkv_projections()
-            # diffusers' ControlNetModel.fuse_qkv_projections (0.42) neither fuses the `Attention` layers it is built
-            # of nor switches their processors: do both, as UNet2DConditionModel.fuse_qkv_projections does.
-            for module in self.controlnet.modules():
-                if isinstance(module, Attention):
-                    module.fuse_projections(fuse=True)
-            self.controlnet.set_attn_processor(FusedAttnProcessor2_0())
 
     def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True, controlnet: bool = True) -> None:
         r"""Undoes [`~SSPIRPipeline.fuse_qkv_projections`] for the models named."""
         super().unfuse_qkv_projections(unet=unet, vae=vae)
         if controlnet and getattr(self, "fusing_controlnet", False):
             self.controlnet.unfuse_qkv_projections()
-            self.controlnet.set_attn_processor(self._unfused_controlnet_processors)
             self.fusing_controlnet = False
 
     def enable_channels_last(self) -> None:
