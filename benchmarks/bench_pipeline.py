@@ -746,6 +746,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown optimizations {sorted(unknown)}; choose from {list(OPTIMIZATIONS)}")
     # An in-place compile cannot be undone: the uncompiled variants go first.
     args.optimizations.sort(key=lambda name: "compile" in OPTIMIZATIONS[name])
+    both = sorted(set(args.resolutions) & set(args.tiled))
+    if both:
+        parser.error(f"sizes {both} are in both --resolutions and --tiled; list each size once")
     for size in args.resolutions + args.tiled + args.optimized_resolutions:
         if size % (8 * UPSCALE):
             parser.error(f"output sizes must be multiples of {8 * UPSCALE}, got {size}")
@@ -842,78 +845,86 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 torch.cuda.empty_cache()
         emit(record)
 
-    # Eager: both pipelines, every size, one dtype after the other. The stock models are freed afterwards; the
-    # SSP-IR pipelines stay for the optimised cases.
-    built: dict[str, Pipelines] = {}
-    for dtype in args.dtypes:
-        if budget.left() < 30:
-            emit({**case("both", "all", dtype, None), "status": "skipped", "reason": "time budget: not built"})
-            continue
-        start = time.perf_counter()
-        stock, sspir = build_pipelines(args.size, device, DTYPES[dtype])
-        synchronize(device)
-        built[dtype] = Pipelines(sspir)
-        print(f"# built {args.size} {dtype} on {device} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        if "eager" in args.cases:
-            stock_weights, sspir_weights = weights_bytes(stock), weights_bytes(sspir)
-            for resolution in args.resolutions + args.tiled:
-                run(
-                    case("stock", "eager", dtype, resolution),
-                    stock_call(stock, resolution, device),
-                    stock_weights,
-                    sync_check="warmup",
-                )
-            for resolution in args.resolutions:
-                run(
-                    case("sspir", "eager", dtype, resolution, calls="(none)"),
-                    sspir_call(sspir, resolution, None, device),
-                    sspir_weights,
-                    sync_check="warmup",
-                )
-            for resolution in args.tiled:
-                run(
-                    case("sspir", "eager", dtype, resolution, tiled=True, calls="(none)"),
-                    sspir_call(sspir, resolution, args.tile_size, device),
-                    sspir_weights,
-                    sync_check="warmup",
-                )
-            record = case("models", "eager", dtype, args.resolutions[0], steps=None)
-            try:
-                emit(
-                    {
-                        **record,
-                        **time_model_calls(stock, sspir, args.resolutions[0], device, args.model_repeats),
-                        "status": "ok",
-                    }
-                )
-            except Exception as error:
-                emit({**record, "status": "error", "reason": f"{type(error).__name__}: {str(error)[:400]}"})
-        del stock
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-
-    # Optimised SSP-IR: one variant after the other (each for every dtype), with the pipeline's own switches.
-    if "optimized" in args.cases:
-        for name in args.optimizations:
-            settings = OPTIMIZATIONS[name]
-            for dtype, pipes in built.items():
-                for resolution in args.optimized_resolutions:
-                    record = case("sspir", name, dtype, resolution)
-                    if budget.left() < settings["reserve_s"]:
-                        skipped(record)
-                        continue
-                    try:
-                        record["calls"] = pipes.apply(settings, args.compile_backend)
-                    except Exception as error:
-                        emit({**record, "status": "error", "reason": f"{type(error).__name__}: {str(error)[:400]}"})
-                        continue
+    def run_cases() -> None:
+        """Eager: both pipelines, every size, one dtype after the other (the stock models are freed
+        afterwards); then the optimised SSP-IR variants."""
+        built: dict[str, Pipelines] = {}
+        for dtype in args.dtypes:
+            if budget.left() < 30:
+                emit({**case("both", "all", dtype, None), "status": "skipped", "reason": "time budget: not built"})
+                continue
+            start = time.perf_counter()
+            stock, sspir = build_pipelines(args.size, device, DTYPES[dtype])
+            synchronize(device)
+            built[dtype] = Pipelines(sspir)
+            print(f"# built {args.size} {dtype} on {device} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+            if "eager" in args.cases:
+                stock_weights, sspir_weights = weights_bytes(stock), weights_bytes(sspir)
+                for resolution in args.resolutions + args.tiled:
                     run(
-                        record,
-                        sspir_call(pipes.sspir, resolution, None, device),
-                        weights_bytes(pipes.sspir),
-                        sync_check="after" if settings.get("compile") else "warmup",
-                        reserve=0,
+                        case("stock", "eager", dtype, resolution),
+                        stock_call(stock, resolution, device),
+                        stock_weights,
+                        sync_check="warmup",
                     )
+                for resolution in args.resolutions:
+                    run(
+                        case("sspir", "eager", dtype, resolution, calls="(none)"),
+                        sspir_call(sspir, resolution, None, device),
+                        sspir_weights,
+                        sync_check="warmup",
+                    )
+                for resolution in args.tiled:
+                    run(
+                        case("sspir", "eager", dtype, resolution, tiled=True, calls="(none)"),
+                        sspir_call(sspir, resolution, args.tile_size, device),
+                        sspir_weights,
+                        sync_check="warmup",
+                    )
+                record = case("models", "eager", dtype, args.resolutions[0], steps=None)
+                try:
+                    emit(
+                        {
+                            **record,
+                            **time_model_calls(stock, sspir, args.resolutions[0], device, args.model_repeats),
+                            "status": "ok",
+                        }
+                    )
+                except Exception as error:
+                    emit({**record, "status": "error", "reason": f"{type(error).__name__}: {str(error)[:400]}"})
+            del stock
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+        # Optimised SSP-IR: one variant after the other (each for every dtype), with the pipeline's own switches.
+        if "optimized" in args.cases:
+            for name in args.optimizations:
+                settings = OPTIMIZATIONS[name]
+                for dtype, pipes in built.items():
+                    for resolution in args.optimized_resolutions:
+                        record = case("sspir", name, dtype, resolution)
+                        if budget.left() < settings["reserve_s"]:
+                            skipped(record)
+                            continue
+                        try:
+                            record["calls"] = pipes.apply(settings, args.compile_backend)
+                        except Exception as error:
+                            emit(
+                                {**record, "status": "error", "reason": f"{type(error).__name__}: {str(error)[:400]}"}
+                            )
+                            continue
+                        run(
+                            record,
+                            sspir_call(pipes.sspir, resolution, None, device),
+                            weights_bytes(pipes.sspir),
+                            sync_check="after" if settings.get("compile") else "warmup",
+                            reserve=0,
+                        )
+
+    try:
+        run_cases()
+    except KeyboardInterrupt:  # e.g. `timeout -s INT`: keep what was measured and still write the table
+        emit({"kind": "meta", "status": "interrupted", "reason": "interrupted; the cases after this did not run"})
 
     table = ratio_table(results, args)
     meta = results[0]

@@ -95,3 +95,11 @@ def test_arguments_are_checked():
     args = bench.parse_args(["--optimizations", "compile,fused", "--output", "out/r.jsonl"])
     assert args.optimizations == ["fused", "compile"]  # compiled variants last: compiling cannot be undone
     assert args.table == "out/r.md" and args.optimized_resolutions == [512]
+
+
+def test_a_size_in_both_whole_and_tiled_lists_is_refused():
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--size", "tiny", "--device", "cpu", "--resolutions", "128", "--tiled", "128"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 2 and "in both --resolutions and --tiled" in completed.stderr

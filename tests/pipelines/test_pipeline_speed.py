@@ -170,3 +170,12 @@ def test_cuda_graphs_keep_the_output(dynamo, compile_kwargs):
     for _ in range(2):
         for extra, reference in zip(cases, expected):
             np.testing.assert_allclose(run(extra), reference, atol=1e-3)
+
+
+def test_unfuse_after_a_second_fuse_without_controlnet_unfuses_the_controlnet():
+    pipe = make_pipe()
+    pipe.fuse_qkv_projections()
+    pipe.fuse_qkv_projections(controlnet=False)
+    pipe.unfuse_qkv_projections()
+    layers = pipe.controlnet._attention_layers().values()
+    assert not any(isinstance(layer.processor, FusedAttnProcessor2_0) for layer in layers)

@@ -342,8 +342,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             controlnet (`bool`, defaults to `True`): fuse the ControlNet's projections.
         """
         super().fuse_qkv_projections(unet=unet, vae=vae)
-        self.fusing_controlnet = controlnet
         if controlnet:
+            self.fusing_controlnet = True
             self.controlnet.fuse_qkv_projections()
 
     def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True, controlnet: bool = True) -> None:
