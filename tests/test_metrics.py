@@ -123,3 +123,35 @@ def test_gaussian_kernel_values():
 def test_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int8, np.int16, np.int64, np.bool_])
+def test_integer_types_other_than_uint8_are_refused(dtype):
+    image = np.zeros((16, 16, 3), dtype=dtype)
+    with pytest.raises(TypeError, match=f"`pred` has dtype {np.dtype(dtype)}; pass 8-bit images"):
+        psnr(image, np.zeros((16, 16, 3), np.uint8))
+    with pytest.raises(TypeError, match="`gt` has dtype"):
+        ssim(np.zeros((16, 16, 3), np.uint8), image)
+
+
+def test_uint16_message_says_how_to_convert():
+    with pytest.raises(TypeError, match="257"):
+        psnr(np.full((8, 8, 3), 1000, np.uint16), np.full((8, 8, 3), 1000, np.uint16))
+
+
+@pytest.mark.parametrize(
+    "image,message",
+    [
+        (np.full((16, 16, 3), 0.5), r"values in \[0, 1\].*multiply by 255"),
+        (np.full((16, 16, 3), 256.0), "must lie in 0..255"),
+        (np.full((16, 16, 3), -1.0), "must lie in 0..255"),
+        (np.full((16, 16, 3), np.nan), "must lie in 0..255"),
+    ],
+)
+def test_floats_must_be_on_the_0_255_scale(image, message):
+    with pytest.raises(ValueError, match=f"`gt` .*{message}"):
+        psnr(np.zeros((16, 16, 3)), image)
+
+
+def test_black_float_images_are_accepted():
+    assert psnr(np.zeros((16, 16, 3), np.float32), np.zeros((16, 16, 3))) == math.inf

@@ -3,7 +3,11 @@
 PSNR and SSIM here follow the conventions of BasicSR (`basicsr/metrics/psnr_ssim.py`), which most super-resolution
 and restoration papers report, and which pyiqa reproduces:
 
-- images are 8-bit (`uint8`, or floats already on the 0–255 scale) and compared in `float64` on the 0–255 scale;
+- images are 8-bit: `uint8`, or floats holding 8-bit values on the 0–255 scale (as BasicSR passes them), compared in
+  `float64`. Other integer types (`uint16`, `int64`, …) are refused rather than guessed at: convert 16-bit images to
+  8 bits first (`np.round(x / 257).astype(np.uint8)`, which is what `diffusers_sspir.files.read_rgb8` does). A float
+  image whose values all lie in `[0, 1]` (and are not all 0) is refused too: it is almost certainly on the 0–1 scale,
+  where a peak of 255 would give meaningless values;
 - `crop_border` pixels are removed from every side first (by convention, the upscaling factor);
 - `y_channel=True` compares the luma of ITU-R BT.601 YCbCr, `Y = 16 + (65.481 R + 128.553 G + 24.966 B)` with RGB in
   `[0, 1]` (so `Y` lies in `[16, 235]`), without rounding it to integers;
@@ -43,12 +47,34 @@ BT601_Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 """Weights of R, G and B (in `[0, 1]`) in BT.601 luma, offset by 16 (BasicSR's `rgb2ycbcr(..., y_only=True)`)."""
 
 
+ACCEPTED = "uint8, or floats on the 0-255 scale"
+
+
 def _as_image(image: np.ndarray, name: str) -> np.ndarray:
-    """`image` as a `float64` `(H, W, C)` array on the 0–255 scale, or a clear error."""
+    """`image` as a `float64` `(H, W, C)` array on the 0–255 scale, or an error saying what is accepted.
+
+    Raises:
+        TypeError: for a dtype other than uint8 or float.
+        ValueError: for a float image with values outside 0–255 (or not finite), or all in `[0, 1]` (the 0–1 scale).
+    """
     image = np.asarray(image)
-    numeric = np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
-    if image.dtype == np.bool_ or not numeric:
-        raise TypeError(f"`{name}` must be an integer or float array on the 0-255 scale, got dtype {image.dtype}.")
+    if np.issubdtype(image.dtype, np.integer) and image.dtype != np.uint8:
+        raise TypeError(
+            f"`{name}` has dtype {image.dtype}; pass 8-bit images ({ACCEPTED}). For 16-bit images, convert first: "
+            "np.round(image / 257).astype(np.uint8)."
+        )
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"`{name}` has dtype {image.dtype}; pass 8-bit images ({ACCEPTED}).")
+    if np.issubdtype(image.dtype, np.floating) and image.size:
+        low, high = float(np.min(image)), float(np.max(image))
+        if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high > DATA_RANGE:
+            raise ValueError(f"`{name}` has values from {low} to {high}; float images must lie in 0..255.")
+        if 0 < high <= 1:
+            raise ValueError(
+                f"`{name}` is a float image with values in [0, 1] (max {high}), which looks like the 0-1 scale; "
+                "these metrics take 8-bit values: multiply by 255 (and round, as saving to 8 bits would), or pass "
+                "uint8."
+            )
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or image.shape[-1] not in (1, 3):
@@ -152,7 +178,8 @@ def psnr(pred: np.ndarray, gt: np.ndarray, crop_border: int = 0, y_channel: bool
         `float`: `10 log10(255² / MSE)`; `inf` for identical images.
 
     Raises:
-        ValueError: if the shapes differ or `crop_border` leaves nothing.
+        TypeError: for a dtype other than uint8 or float.
+        ValueError: if the shapes differ, `crop_border` leaves nothing, or a float image is not on the 0–255 scale.
     """
     pred, gt = _prepare(pred, gt, crop_border, y_channel)
     mse = float(np.mean((pred - gt) ** 2))
@@ -175,7 +202,9 @@ def ssim(pred: np.ndarray, gt: np.ndarray, crop_border: int = 0, y_channel: bool
         `float`: SSIM, 1 for identical images.
 
     Raises:
-        ValueError: if the shapes differ or the cropped image is smaller than the 11×11 window.
+        TypeError: for a dtype other than uint8 or float.
+        ValueError: if the shapes differ, the cropped image is smaller than the 11×11 window, or a float image is not
+            on the 0–255 scale.
     """
     pred, gt = _prepare(pred, gt, crop_border, y_channel)
     if min(pred.shape[:2]) < SSIM_WINDOW_SIZE:

@@ -10,7 +10,7 @@ import pytest
 from diffusers_sspir.captioners import FixedCaptioner, caption_folder
 from tests.captioners.tiny_vlm import make_tiny_llava
 
-from .files import write_broken, write_image
+from .files import write_16bit, write_broken, write_broken_png, write_image, write_rotated_jpeg
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "caption_images.py"
 
@@ -63,6 +63,31 @@ def test_caption_folder_reports_failures_and_goes_on(tmp_path):
     assert sorted(p.name for p in (tmp_path / "captions").iterdir()) == ["c0.txt", "c1.txt"]
 
 
+def test_caption_folder_records_a_broken_png_and_captions_the_rest(tmp_path):
+    write_broken_png(tmp_path / "broken.png")  # Pillow raises SyntaxError while decoding it
+    write_image(tmp_path / "good.png")
+    result = caption_folder(tmp_path, FixedCaptioner("x"), batch_size=2, progress=False)
+    assert [p.name for p in result.captioned] == ["good.png"]
+    assert "cannot read the image (broken PNG file" in result.failed[tmp_path / "broken.png"]
+
+
+def test_caption_folder_reads_images_as_the_commands_do(tmp_path):
+    """16-bit images scaled to 8 bits (not clipped to white), EXIF orientation applied."""
+    write_16bit(tmp_path / "deep.png", 128 * 257)
+    write_rotated_jpeg(tmp_path / "turned.jpg", 10, 20)
+    seen = {}
+
+    def captioner(images):
+        for image in images:
+            seen[image.size] = (image.mode, image.getpixel((0, 0)))
+        return ["x"] * len(images)
+
+    result = caption_folder(tmp_path, captioner, progress=False)
+    assert len(result.captioned) == 2 and not result.failed
+    assert seen[(16, 16)] == ("RGB", (128, 128, 128))
+    assert (10, 20) in seen  # stored 20 wide and 10 high, shown upright
+
+
 def test_caption_folder_refuses_shared_stems_and_bad_captioners(tmp_path):
     write_image(tmp_path / "a.png")
     write_image(tmp_path / "a.jpg")
@@ -84,6 +109,14 @@ def test_sspir_caption_fixed(sspir, tmp_path):
     assert (tmp_path / "captions" / "b.txt").read_text() == "a cat"
     run = sspir("caption", tmp_path, "--captioner", "fixed:a dog", "--output", tmp_path / "mine", "--overwrite")
     assert run.code == 0 and (tmp_path / "mine" / "a.txt").read_text() == "a dog"
+
+
+def test_sspir_caption_goes_on_after_a_broken_png(sspir, tmp_path):
+    write_broken_png(tmp_path / "a.png")
+    write_image(tmp_path / "b.png")
+    run = sspir("caption", tmp_path, "--captioner", "fixed:a cat")
+    assert run.code == 1 and "captioned 1, failed 1:" in run.out and "a.png: cannot read the image" in run.out
+    assert (tmp_path / "captions" / "b.txt").read_text() == "a cat"
 
 
 def test_sspir_caption_with_a_vision_language_model(sspir, tmp_path):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import PIL.Image
+import pytest
 
 from diffusers_sspir.cli.degrade import image_seed
 
@@ -69,3 +70,43 @@ def test_argument_errors(sspir, tmp_path):
     assert run.code == 2 and "no such folder" in run.err
     run = sspir("degrade", tmp_path / "hq", "-o", tmp_path / "hq")
     assert run.code == 2 and "is the input folder" in run.err
+
+
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+@pytest.mark.parametrize("output", ["pairs", "pairs/gt/..", "pairs/lq/.."])
+def test_refuses_when_an_output_folder_is_the_input_folder(sspir, tmp_path, monkeypatch, output, overwrite):
+    """`degrade pairs/gt -o pairs` would replace pairs/gt/a.png by its crop and put b.png next to b.jpg."""
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "pairs" / "gt" / "a.png", 34, 41)
+    write_image(tmp_path / "pairs" / "gt" / "b.jpg", 32, 32, seed=1)
+    (tmp_path / "pairs" / "lq").mkdir()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "pairs" / "gt").iterdir()}
+    run = sspir("degrade", "pairs/gt", "-o", output, "--scale", 3, *overwrite)
+    assert run.code == 2 and "gt/ folder is the input folder" in run.err and len(run.err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pairs" / "gt").iterdir()} == before
+    assert not any((tmp_path / "pairs" / "lq").iterdir())
+
+
+def test_refuses_when_an_output_file_is_an_input(sspir, tmp_path):
+    """An input that is a link to a file where a pair goes."""
+    write_image(tmp_path / "pairs" / "gt" / "a.png", 32, 32)
+    (tmp_path / "hq").mkdir()
+    (tmp_path / "hq" / "a.png").symlink_to(tmp_path / "pairs" / "gt" / "a.png")
+    before = (tmp_path / "pairs" / "gt" / "a.png").read_bytes()
+    run = sspir("degrade", tmp_path / "hq", "-o", tmp_path / "pairs", "--overwrite")
+    assert run.code == 2 and "would replace the input" in run.err
+    assert (tmp_path / "pairs" / "gt" / "a.png").read_bytes() == before
+
+
+def test_an_interrupted_write_leaves_no_partial_file(sspir, tmp_path, monkeypatch):
+    write_image(tmp_path / "hq" / "a.png", 32, 32)
+    save = PIL.Image.Image.save
+
+    def interrupted(image, path, *args, **kwargs):
+        save(image, path, *args, **kwargs)  # the temporary file is complete, the rename has not happened
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PIL.Image.Image, "save", interrupted)
+    run = sspir("degrade", tmp_path / "hq", "-o", tmp_path / "pairs")
+    assert run.code == 130
+    assert sorted((tmp_path / "pairs").rglob("*")) == [tmp_path / "pairs" / "gt", tmp_path / "pairs" / "lq"]

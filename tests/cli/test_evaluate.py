@@ -5,13 +5,14 @@ import json
 import math
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from .files import random_array, write_broken, write_image
+from .files import random_array, write_16bit, write_broken, write_image
 
 
 def write_pair(tmp_path, stem, offset=None, seed=0, size=(24, 28)):
@@ -134,3 +135,63 @@ def test_pyiqa_metrics_when_installed(sspir, tmp_path, monkeypatch):
     assert values["lpips"] == pytest.approx(0.2, abs=1e-6) and values["niqe"] == 0.5 and "psnr_y" in values
     run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "fancy", "--overwrite")
     assert run.code == 2 and "fancy unknown to pyiqa" in run.err
+
+
+def test_output_with_a_trailing_separator_is_a_folder(sspir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_pair(tmp_path, "a", offset=1)
+    assert sspir("evaluate", "--pred", "pred", "--gt", "gt", "--output", "res/").code == 0
+    assert (tmp_path / "res" / "metrics.csv").is_file() and (tmp_path / "res" / "metrics.json").is_file()
+    assert not (tmp_path / "res.csv").exists()
+    run = sspir("evaluate", "--pred", "pred", "--gt", "gt", "--output", "res")  # an existing folder, no separator
+    assert run.code == 2 and "res/metrics.csv, res/metrics.json: the metrics file already exists" in run.err
+    assert sspir("evaluate", "--pred", "pred", "--gt", "gt", "--output", "x4").code == 0  # a prefix
+    assert (tmp_path / "x4.csv").is_file()
+
+
+def test_an_interrupted_write_leaves_no_file_and_the_rerun_works(sspir, tmp_path, monkeypatch):
+    write_pair(tmp_path, "a", offset=1)
+    write_text = Path.write_text
+
+    def interrupted(self, text, *args, **kwargs):
+        write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_text", interrupted)
+        assert sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt").code == 130
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["a.png"]  # nothing half-written, no .partial
+    assert sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt").code == 0
+    assert read_json(tmp_path / "pred" / "metrics.json")["count"] == 1
+
+
+def test_any_error_of_a_pair_is_reported_and_the_others_go_on(sspir, tmp_path, monkeypatch):
+    import torch
+
+    class Metric:
+        metric_mode, device = "NR", torch.device("cpu")
+
+        def __call__(self, image):
+            if image.mean() > 0.5:
+                raise RuntimeError("CUDA out of memory")
+            return torch.tensor(0.5)
+
+    fake = types.SimpleNamespace(list_models=lambda: ["niqe"], create_metric=lambda name, device: Metric())
+    monkeypatch.setitem(sys.modules, "pyiqa", fake)
+    write_pair(tmp_path, "dark", offset=0)  # grey levels 20..200: mean below 0.5
+    for folder in ("pred", "gt"):
+        PIL.Image.new("RGB", (24, 28), "white").save(tmp_path / folder / "bright.png")
+    run = sspir(
+        "evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "niqe", "--device", "cpu"
+    )
+    assert run.code == 1 and "CUDA out of memory" in run.out
+    report = read_json(tmp_path / "pred" / "metrics.json")
+    assert list(report["images"]) == ["dark"] and "CUDA out of memory" in report["failed"]["bright"]
+
+
+def test_16_bit_ground_truth_is_read_as_8_bit(sspir, tmp_path):
+    write_16bit(tmp_path / "gt" / "a.png", 100 * 257, 24, 24)
+    (tmp_path / "pred").mkdir()
+    PIL.Image.new("RGB", (24, 24), (100, 100, 100)).save(tmp_path / "pred" / "a.png")
+    assert sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt").code == 0
+    assert read_json(tmp_path / "pred" / "metrics.json")["images"]["a"]["psnr"] == "inf"

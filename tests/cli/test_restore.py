@@ -5,7 +5,7 @@ import inspect
 import numpy as np
 import PIL.Image
 import pytest
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from diffusers_sspir.cli import restore
 from diffusers_sspir.cli.schedulers import SCHEDULERS, make_scheduler
@@ -145,18 +145,43 @@ def test_scheduler_list_and_unknown_names(sspir, tmp_path):
     assert run.code == 2 and "unknown name 'fancy'" in run.err
 
 
+# A model saved with a DPM++ SDE scheduler, Karras sigmas and unusual solver settings: a name keeps only its noise
+# schedule (the last five keys) and is otherwise its own sampler.
+SAVED_SCHEDULER = DPMSolverMultistepScheduler(
+    algorithm_type="sde-dpmsolver++", solver_type="heun", euler_at_final=True, final_sigmas_type="sigma_min",
+    use_karras_sigmas=True, lower_order_final=False, solver_order=3,
+    beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction",
+    timestep_spacing="trailing",
+)  # fmt: skip
+NOISE_SCHEDULE = ("beta_schedule", "beta_start", "beta_end", "prediction_type", "timestep_spacing")
+
+
 @pytest.mark.parametrize("name", list(SCHEDULERS))
-def test_every_scheduler_name_builds_its_scheduler(name):
-    # From a config saved with Karras sigmas on: every name sets the sigma schedule it means.
-    config = make_scheduler("euler-karras", DDIMScheduler().config).config
-    scheduler = make_scheduler(name, config)
+def test_every_scheduler_name_is_its_sampler_whatever_the_saved_scheduler(name):
+    scheduler = make_scheduler(name, SAVED_SCHEDULER.config)
     class_name, options = SCHEDULERS[name]
     assert type(scheduler).__name__ == class_name
-    for key, value in options.items():
-        assert scheduler.config[key] == value
-    if "use_karras_sigmas" in inspect.signature(type(scheduler).__init__).parameters:
-        assert scheduler.config.use_karras_sigmas == name.endswith("-karras")
+    for key, parameter in inspect.signature(type(scheduler).__init__).parameters.items():
+        if key in options:
+            expected = options[key]
+        elif key in NOISE_SCHEDULE:
+            expected = SAVED_SCHEDULER.config[key]
+        elif key == "clip_sample":
+            expected = False  # latents are not clipped to [-1, 1]
+        elif key in ("self", "kwargs"):
+            continue
+        else:
+            expected = parameter.default
+        assert scheduler.config[key] == expected, key
     scheduler.set_timesteps(4)
+
+
+def test_scheduler_names_keep_the_saved_clipping():
+    saved = DDIMScheduler(clip_sample=True, clip_sample_range=2.0, set_alpha_to_one=False, steps_offset=1).config
+    ddim = make_scheduler("ddim", saved)
+    assert ddim.config.clip_sample and ddim.config.clip_sample_range == 2.0 and not ddim.config.set_alpha_to_one
+    assert make_scheduler("pndm", saved).config.set_alpha_to_one is False
+    assert make_scheduler("euler", saved).config.steps_offset == 1
 
 
 def test_help_restates_the_pipeline_defaults():

@@ -9,7 +9,7 @@ from pathlib import Path
 import PIL.Image
 from tqdm.auto import tqdm
 
-from ..files import check_unique_stems, list_images, write_text_atomic
+from ..files import check_unique_stems, list_images, read_rgb8, write_atomic
 
 
 @dataclass
@@ -75,9 +75,10 @@ def caption_folder(
     """Captions the images of `folder` (not its subfolders) and writes each caption to `<output_dir>/<stem>.txt`.
 
     Resumable: images that already have a caption file are skipped unless `overwrite`. Images are read and captioned
-    `batch_size` at a time; an image that cannot be read, or a batch the captioner fails on, is recorded in
-    `failed` and the rest go on. Captions are written as they come (through a temporary file, so an interrupted run
-    leaves only whole files).
+    `batch_size` at a time by [`~diffusers_sspir.files.read_rgb8`], as the `sspir` commands read them: 8-bit RGB
+    (16-bit images scaled down), turned upright by their EXIF orientation. An image that cannot be read, or a batch
+    the captioner fails on, is recorded in `failed` and the rest go on. Captions are written as they come (through a
+    temporary file, so an interrupted run leaves only whole files).
 
     Args:
         folder (`str` or `os.PathLike`): the folder of images (extensions in `IMAGE_EXTENSIONS`).
@@ -123,11 +124,12 @@ def caption_folder(
             batch, images = [], []
             for path in todo[start : start + batch_size]:
                 try:
-                    with PIL.Image.open(path) as image:
-                        images.append(image.convert("RGB"))
+                    images.append(PIL.Image.fromarray(read_rgb8(path)))
                     batch.append(path)
-                except (OSError, ValueError, PIL.Image.DecompressionBombError) as error:
-                    result.failed[path] = f"cannot read the image ({error})"
+                except ValueError as error:  # unreadable (the reason is in the message): the others go on
+                    result.failed[path] = str(error)
+                except Exception as error:
+                    result.failed[path] = f"cannot read the image ({type(error).__name__}: {error})"
             try:
                 captions = captioner(images, **kwargs) if images else []
                 if not isinstance(captions, list) or len(captions) != len(images):
@@ -138,7 +140,7 @@ def caption_folder(
                 result.failed.update({path: f"captioning failed ({type(error).__name__}: {error})" for path in batch})
                 captions, batch = [], []
             for path, caption in zip(batch, captions):
-                write_text_atomic(output_dir / f"{path.stem}.txt", caption.strip())
+                write_atomic(output_dir / f"{path.stem}.txt", caption.strip())
                 result.captioned.append(path)
             bar.update(len(todo[start : start + batch_size]))
     return result

@@ -1,4 +1,4 @@
-"""What the `sspir` commands share: errors, messages, input lists, devices, atomic writes and the end summary.
+"""What the `sspir` commands share: errors, messages, input lists, devices and the end summary.
 
 Only the standard library is imported at module level, so that `sspir --help` stays fast; torch, PIL and the
 package's models are imported inside the functions that need them.
@@ -10,7 +10,7 @@ import glob
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,47 +201,16 @@ def check_unique_stems(paths: list[Path]) -> None:
         raise CLIError(one_line(error)) from None
 
 
-def read_image(path: Path) -> Any:
-    """Opens and decodes an image file, turned upright by its EXIF orientation (a `PIL.Image.Image`).
-
-    Raises:
-        ValueError: if the file is not an image PIL can read, with the reason.
-    """
-    import PIL.Image
-    import PIL.ImageOps
-
-    try:
-        with PIL.Image.open(path) as image:
-            image.load()
-        return PIL.ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read the image ({one_line(error)})") from None
-
-
-def rgb8(image: Any) -> Any:
-    """A PIL image as an `(H, W, 3)` uint8 array: 16-bit grayscale scaled to 8 bits, alpha dropped, grey repeated."""
-    import numpy as np
-
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        gray = np.clip(np.round(np.asarray(image, dtype=np.float64) / 257), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1)
-    return np.asarray(image.convert("RGB"))
-
-
-def read_rgb8(path: Path) -> Any:
-    """An image file as an `(H, W, 3)` uint8 array (see [`rgb8`]).
-
-    Raises:
-        ValueError: if the file is not an image PIL can read, with the reason.
-    """
-    return rgb8(read_image(path))
-
-
-def save_png(image: Any, path: Path) -> None:
-    """Saves a PIL image as PNG through a temporary file, so an interrupted run leaves no partial output."""
-    partial = path.with_name(f".{path.name}.partial")
-    image.save(partial, format="PNG")
-    os.replace(partial, path)
+def check_outputs_are_not_inputs(plans: dict[Path, dict[str, Path]]) -> None:
+    """A `CLIError` when an output file of `plans` (input → its output files) is one of the inputs."""
+    inputs = {path.resolve(): path for path in plans}
+    for path, outputs in plans.items():
+        for output in outputs.values():
+            if output.resolve() in inputs:
+                raise CLIError(
+                    f"{output}: an output of {path} would replace the input {inputs[output.resolve()]}; choose "
+                    "another -o folder."
+                )
 
 
 def check_writable(paths: list[Path], overwrite: bool, what: str) -> None:
@@ -281,3 +250,49 @@ class Summary:
         for name, reason in self.failed.items():
             echo(f"  {name}: {reason}")
         return 1 if self.failed else 0
+
+
+def run_each(
+    plans: dict[Path, dict[str, Path]],
+    args: argparse.Namespace,
+    verb: str,
+    desc: str,
+    start: Callable[[], Callable[[Path, dict[str, Path]], None]],
+) -> int:
+    """The loop of `restore` and `degrade`: skips the inputs whose outputs all exist (unless `--overwrite`), calls
+    `start()` once if anything is left (it loads what the work needs and returns the function that makes one input's
+    outputs), runs that function on each remaining input behind a progress bar, records each failure and goes on, and
+    prints the summary.
+
+    Args:
+        plans (`dict[Path, dict[str, Path]]`): each input → the files it is made into.
+        args (`argparse.Namespace`): the command's arguments (`output_dir`, `overwrite`, `debug`).
+        verb (`str`): what is done to each input, for the summary ("restored", …).
+        desc (`str`): the progress bar's label ("restoring", …).
+        start (`Callable`): called once before the first input; not called when everything is done already.
+
+    Returns:
+        `int`: the exit status (1 if some input failed).
+    """
+    summary = Summary(verb)
+    todo = {}
+    for path, outputs in plans.items():
+        if args.overwrite or not all(output.exists() for output in outputs.values()):
+            todo[path] = outputs
+        else:
+            summary.skipped.append(str(path))
+    if summary.skipped:
+        echo(f"skipping {len(summary.skipped)} of {len(plans)} images already {verb} in {args.output_dir}")
+    if todo:
+        from tqdm.auto import tqdm
+
+        make = start()
+        for path, outputs in tqdm(todo.items(), desc=desc, unit="image", position=0):
+            try:
+                make(path, outputs)
+                summary.done.append(str(path))
+            except Exception as error:  # one bad image does not stop the others
+                if getattr(args, "debug", False):
+                    raise
+                summary.fail(str(path), one_line(error))
+    return summary.report()

@@ -2,11 +2,12 @@
 
 import argparse
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import _common
-from ._common import CLIError, echo, one_line
+from ._common import CLIError, one_line
 
 DESCRIPTION = """Make training or test pairs from a folder of high-quality images (not its subfolders).
 
@@ -76,19 +77,19 @@ def degrade_one(degradation: Any, path: Path, outputs: dict[str, Path], args: ar
     import PIL.Image
     import torch
 
-    gt = crop_ground_truth(_common.read_rgb8(path), args.crop, args.scale)
+    from ..files import read_rgb8, write_atomic
+
+    gt = crop_ground_truth(read_rgb8(path), args.crop, args.scale)
     batch = torch.from_numpy(np.array(gt)).permute(2, 0, 1)[None].to(device, torch.float32) / 255
     generator = torch.Generator().manual_seed(image_seed(args.seed, path.stem))
     lq = degradation(batch, generator=generator)
     lq = (lq[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     for kind, array in (("gt", gt), ("lq", lq)):
         if args.overwrite or not outputs[kind].exists():
-            _common.save_png(PIL.Image.fromarray(array), outputs[kind])
+            write_atomic(outputs[kind], PIL.Image.fromarray(array))
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from ..files import list_images
 
     if args.crop is not None and args.crop % args.scale:
@@ -101,18 +102,16 @@ def run(args: argparse.Namespace) -> int:
     _common.check_unique_stems(images)
     if args.output_dir.resolve() == args.folder.resolve():
         raise CLIError(f"-o {args.output_dir}: is the input folder; choose another folder for the pairs.")
+    for kind in ("gt", "lq"):
+        if (args.output_dir / kind).resolve() == args.folder.resolve():
+            raise CLIError(
+                f"-o {args.output_dir}: its {kind}/ folder is the input folder {args.folder}, so the pairs would "
+                "replace or mix with the inputs; choose another folder for the pairs."
+            )
+    plans = {path: {kind: args.output_dir / kind / f"{path.stem}.png" for kind in ("gt", "lq")} for path in images}
+    _common.check_outputs_are_not_inputs(plans)
 
-    summary = _common.Summary("made")
-    todo = {}
-    for path in images:
-        outputs = {kind: args.output_dir / kind / f"{path.stem}.png" for kind in ("gt", "lq")}
-        if args.overwrite or not all(output.exists() for output in outputs.values()):
-            todo[path] = outputs
-        else:
-            summary.skipped.append(str(path))
-    if summary.skipped:
-        echo(f"skipping {len(summary.skipped)} of {len(images)} images already in {args.output_dir}")
-    if todo:
+    def start() -> Callable[[Path, dict[str, Path]], None]:
         from ..data.degradations import RealESRGANDegradation, RealESRGANDegradationConfig
 
         try:
@@ -122,12 +121,6 @@ def run(args: argparse.Namespace) -> int:
         device = _common.resolve_device(args.device)
         for kind in ("gt", "lq"):
             (args.output_dir / kind).mkdir(parents=True, exist_ok=True)
-        for path, outputs in tqdm(todo.items(), desc="degrading", unit="image"):
-            try:
-                degrade_one(degradation, path, outputs, args, device)
-                summary.done.append(str(path))
-            except Exception as error:  # one bad image does not stop the others
-                if getattr(args, "debug", False):
-                    raise
-                summary.fail(str(path), one_line(error))
-    return summary.report()
+        return lambda path, outputs: degrade_one(degradation, path, outputs, args, device)
+
+    return _common.run_each(plans, args, "made", "degrading", start)

@@ -2,8 +2,10 @@
 
 import argparse
 import csv
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +56,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--output",
-        type=Path,
         metavar="PREFIX",
-        help="write PREFIX.csv and PREFIX.json, or metrics.csv/.json into PREFIX if it is a folder (default: --pred)",
+        help="write PREFIX.csv and PREFIX.json, or metrics.csv/.json into PREFIX if it is a folder or ends in / "
+        "(default: --pred)",
     )
     parser.add_argument(
         "--device",
@@ -113,10 +115,11 @@ def load_pyiqa_metrics(names: list[str], device_name: str) -> dict[str, Any]:
 def evaluate_pair(
     pred_path: Path, gt_path: Path, builtin: list[str], pyiqa_metrics: dict[str, Any], crop_border: int
 ) -> dict[str, float]:
-    """The metric values of one pair; a `ValueError` (reason in its message) when it cannot be evaluated."""
+    """The metric values of one pair; an exception (reason in its message) when it cannot be evaluated."""
+    from ..files import read_rgb8
     from ..metrics import psnr, ssim
 
-    pred, gt = _common.read_rgb8(pred_path), _common.read_rgb8(gt_path)
+    pred, gt = read_rgb8(pred_path), read_rgb8(gt_path)
     if pred.shape != gt.shape:
         raise ValueError(
             f"size mismatch: pred {pred.shape[1]}x{pred.shape[0]}, gt {gt.shape[1]}x{gt.shape[0]} (width x height)"
@@ -156,11 +159,14 @@ def pair_files(pred_dir: Path, gt_dir: Path) -> tuple[dict[str, tuple[Path, Path
 
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """Where the CSV and JSON go: into `--pred`, into `--output` when it is a folder (an existing one, or any path
+    ending in a separator), else to `--output` + `.csv` / `.json`."""
     if args.output is None:
         return args.pred / "metrics.csv", args.pred / "metrics.json"
-    if args.output.is_dir():
-        return args.output / "metrics.csv", args.output / "metrics.json"
-    prefix = args.output.with_suffix("") if args.output.suffix in (".csv", ".json") else args.output
+    output = Path(args.output)  # `--output` is kept as text: `Path` would drop the trailing separator
+    if output.is_dir() or args.output.endswith(("/", os.sep)):
+        return output / "metrics.csv", output / "metrics.json"
+    prefix = output.with_suffix("") if output.suffix in (".csv", ".json") else output
     return prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".json")
 
 
@@ -187,6 +193,8 @@ def json_value(value: float) -> float | str:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from ..files import write_atomic
+
     builtin, pyiqa_names = parse_metrics(args.metrics)
     pairs, unpaired_pred, unpaired_gt = pair_files(args.pred, args.gt)
     if not pairs:
@@ -200,7 +208,9 @@ def run(args: argparse.Namespace) -> int:
     for stem, (pred_path, gt_path) in tqdm(sorted(pairs.items()), desc="evaluating", unit="pair", leave=False):
         try:
             rows[stem] = evaluate_pair(pred_path, gt_path, builtin, pyiqa_metrics, args.crop_border)
-        except ValueError as error:
+        except Exception as error:  # one bad pair does not stop the others
+            if getattr(args, "debug", False):
+                raise
             failed[stem] = one_line(error)
     mean = {c: sum(values[c] for values in rows.values()) / len(rows) for c in columns} if rows else {}
 
@@ -210,16 +220,15 @@ def run(args: argparse.Namespace) -> int:
             names = ", ".join(p.name for p in files[:10]) + (", ..." if len(files) > 10 else "")
             echo(f"unpaired: {len(files)} in {flag} without a partner: {names}", err=True)
 
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["image", *columns, "error"])
-        for stem, values in rows.items():
-            writer.writerow([stem, *(values[c] for c in columns), ""])
-        for stem, reason in failed.items():
-            writer.writerow([stem, *([""] * len(columns)), reason])
-        if mean:
-            writer.writerow(["mean", *(mean[c] for c in columns), ""])
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["image", *columns, "error"])
+    for stem, values in rows.items():
+        writer.writerow([stem, *(values[c] for c in columns), ""])
+    for stem, reason in failed.items():
+        writer.writerow([stem, *([""] * len(columns)), reason])
+    if mean:
+        writer.writerow(["mean", *(mean[c] for c in columns), ""])
     report = {
         "pred": str(args.pred), "gt": str(args.gt), "crop_border": args.crop_border, "metrics": columns,
         "count": len(rows), "mean": {c: json_value(v) for c, v in mean.items()},
@@ -227,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         "failed": failed,
         "unpaired": {"pred": [p.name for p in unpaired_pred], "gt": [p.name for p in unpaired_gt]},
     }  # fmt: skip
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(csv_path, table.getvalue())
+    write_atomic(json_path, json.dumps(report, indent=2) + "\n")
     echo(f"{len(rows)} pairs evaluated, {len(failed)} failed; wrote {csv_path} and {json_path}")
     return 1 if failed else 0

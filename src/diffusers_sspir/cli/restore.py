@@ -3,6 +3,7 @@
 import argparse
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +217,9 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
     import PIL.Image
     import torch
 
-    from ..files import write_text_atomic
+    from ..files import read_image, rgb8, write_atomic
 
-    low_quality = _common.read_image(path)
+    low_quality = read_image(path)
     kwargs = {"added_prompt": args.prompt} if args.prompt is not None else {}
     if args.negative_prompt is not None:
         kwargs["negative_prompt"] = args.negative_prompt
@@ -236,15 +237,15 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
     restored = result.images[0]
     missing = {kind: output for kind, output in outputs.items() if args.overwrite or not output.exists()}
     if "image" in missing:
-        _common.save_png(restored, missing["image"])
+        write_atomic(missing["image"], restored)
     if "caption" in missing:
-        write_text_atomic(missing["caption"], result.prompts[0])
+        write_atomic(missing["caption"], result.prompts[0])
     if "comparison" in missing:
-        upscaled = PIL.Image.fromarray(_common.rgb8(low_quality)).resize(restored.size, PIL.Image.Resampling.BICUBIC)
+        upscaled = PIL.Image.fromarray(rgb8(low_quality)).resize(restored.size, PIL.Image.Resampling.BICUBIC)
         panels = [(f"input (bicubic x{args.upscale:g})", upscaled), ("structure prior", result.structure_images[0]),
                   ("SSP-IR", restored)]  # fmt: skip
         missing["comparison"].parent.mkdir(exist_ok=True)
-        _common.save_png(make_comparison(panels), missing["comparison"])
+        write_atomic(missing["comparison"], make_comparison(panels))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -254,30 +255,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir.exists() and not args.output_dir.is_dir():
         raise CLIError(f"-o {args.output_dir}: exists and is not a folder; pass a folder for the outputs.")
     plans = {path: planned_outputs(path, args) for path in inputs}
-    for path, outputs in plans.items():
-        if any(output.resolve() == path.resolve() for output in outputs.values()):
-            raise CLIError(f"{path}: its output would replace the input itself; choose another -o folder.")
+    _common.check_outputs_are_not_inputs(plans)
 
-    summary = _common.Summary("restored")
-    todo = {}
-    for path, outputs in plans.items():
-        if args.overwrite or not all(output.exists() for output in outputs.values()):
-            todo[path] = outputs
-        else:
-            summary.skipped.append(str(path))
-    if summary.skipped:
-        echo(f"skipping {len(summary.skipped)} of {len(plans)} images already restored in {args.output_dir}")
-    if todo:
-        from tqdm.auto import tqdm
-
+    def start() -> Callable[[Path, dict[str, Path]], None]:
         pipe = load_pipeline(args)
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        for path, outputs in tqdm(todo.items(), desc="restoring", unit="image", position=0):
-            try:
-                restore_one(pipe, path, outputs, args)
-                summary.done.append(str(path))
-            except Exception as error:  # one bad image does not stop the others
-                if getattr(args, "debug", False):
-                    raise
-                summary.fail(str(path), one_line(error))
-    return summary.report()
+        return lambda path, outputs: restore_one(pipe, path, outputs, args)
+
+    return _common.run_each(plans, args, "restored", "restoring", start)

@@ -1,8 +1,10 @@
 """Short scheduler names for `sspir restore --scheduler`, as the Stable Diffusion tools call them.
 
-Each name is a diffusers scheduler class and the options that make it that sampler. The options that pick a sigma
-schedule (`use_karras_sigmas`, …) are always set, so that a name means the same sampler whatever scheduler config
-the model was saved with. Importing this module is cheap; diffusers is imported only in `make_scheduler`.
+Each name is a diffusers scheduler class and the options that make it that sampler. Only the model's noise schedule
+(`NOISE_SCHEDULE_KEYS`: betas, prediction type, timestep spacing, …) is taken from the scheduler config the model was
+saved with; every other setting (solver order and type, sigma schedule, final step, …) is the class default or the
+name's option, so that a name means the same sampler whatever scheduler the model was saved with. Importing this
+module is cheap; diffusers is imported only in `make_scheduler`.
 """
 
 import importlib.util
@@ -48,8 +50,13 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 """Scheduler name → (diffusers class name, config options)."""
 
-# Options that choose the sigma schedule; each defaults to False unless the name sets it.
-SIGMA_SCHEDULE_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
+NOISE_SCHEDULE_KEYS = (
+    "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type",
+    "steps_offset", "timestep_spacing", "rescale_betas_zero_snr", "clip_sample", "clip_sample_range",
+    "set_alpha_to_one",
+)  # fmt: skip
+"""What the model was trained with (or, for the last three, what its latents need): the keys of the saved scheduler
+config that a name keeps, where its class takes them."""
 # Scheduler class → (module it needs, what to install).
 NEEDS = {
     "DPMSolverSDEScheduler": ("torchsde", "pip install 'diffusers-sspir[sde]'"),
@@ -68,7 +75,9 @@ def scheduler_table() -> str:
 
 
 def make_scheduler(name: str, config: dict) -> Any:
-    """The scheduler called `name`, built from `config` (the model's scheduler config) with the name's options.
+    """The scheduler called `name`: its class with the noise schedule of `config` (the model's scheduler config, see
+    `NOISE_SCHEDULE_KEYS`), the name's options, and the class defaults for the rest. `clip_sample` is `False` unless
+    `config` sets it: the `True` default of DDIM and DDPM is meant for pixels, and would clip latents to [-1, 1].
 
     Raises:
         CLIError: if the name is unknown or the scheduler needs a package that is not installed.
@@ -83,5 +92,7 @@ def make_scheduler(name: str, config: dict) -> Any:
         raise CLIError(f"--scheduler {name}: {class_name} needs {module}, which is not installed; {install}.")
     cls = getattr(diffusers, class_name)
     accepted = inspect.signature(cls.__init__).parameters
-    defaults = {key: False for key in SIGMA_SCHEDULE_OPTIONS if key in accepted}
-    return cls.from_config(config, **{**defaults, **options})
+    kept = {key: config[key] for key in NOISE_SCHEDULE_KEYS if key in config and key in accepted}
+    if "clip_sample" in accepted:
+        kept.setdefault("clip_sample", False)
+    return cls(**kept, **options)
