@@ -141,6 +141,31 @@ def load_degradation_config(args: argparse.Namespace) -> RealESRGANDegradationCo
     return RealESRGANDegradationConfig(**overrides)
 
 
+def make_dataset(args: argparse.Namespace) -> tuple[PairedImageFolder, RealESRGANDegradation | None]:
+    """The training folder, checked, and the degradation that makes LQ images of HQ-only data (`None` with `lq/`)."""
+    try:
+        dataset = PairedImageFolder(
+            args.train_data_dir,
+            resolution=args.resolution,
+            scale=args.scale,
+            random_flip=not args.no_random_flip,
+            null_text_ratio=args.null_text_ratio,
+            seed=args.seed,
+            on_problem="skip" if args.skip_bad_files else "error",
+        )
+    except ValueError as error:
+        message = str(error).replace('pass `on_problem="skip"`', "pass --skip_bad_files")
+        raise TrainingSetupError(f"--train_data_dir: {message}") from None
+    if dataset.has_lq:
+        if args.degradation_config:
+            logger.warning(f"--degradation_config is not used: {args.train_data_dir} has lq/ images to train on.")
+        return dataset, None
+    try:
+        return dataset, RealESRGANDegradation(load_degradation_config(args))
+    except (ValueError, TypeError) as error:
+        raise TrainingSetupError(f"--degradation_config {args.degradation_config}: {error}") from None
+
+
 def place_parts(parts: TrainingParts, device: torch.device, weight_dtype: torch.dtype) -> None:
     """Frozen weights go to `weight_dtype` (they only run forward), trained ones stay in float32."""
     pipe = parts.pipe
@@ -271,26 +296,7 @@ def train(
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
 
-    try:
-        dataset = PairedImageFolder(
-            args.train_data_dir,
-            resolution=args.resolution,
-            scale=args.scale,
-            random_flip=not args.no_random_flip,
-            null_text_ratio=args.null_text_ratio,
-            seed=args.seed,
-            on_problem="skip" if args.skip_bad_files else "error",
-        )
-    except ValueError as error:
-        message = str(error).replace('pass `on_problem="skip"`', "pass --skip_bad_files")
-        raise TrainingSetupError(f"--train_data_dir: {message}") from None
-    try:
-        degradation = None if dataset.has_lq else RealESRGANDegradation(load_degradation_config(args))
-    except (ValueError, TypeError) as error:
-        raise TrainingSetupError(f"--degradation_config {args.degradation_config}: {error}") from None
-    if dataset.has_lq and args.degradation_config:
-        logger.warning(f"--degradation_config is not used: {args.train_data_dir} has lq/ images to train on.")
-
+    dataset, degradation = make_dataset(args)
     set_seed(args.seed)  # the initialisation of new layers
     parts = build(args)
     place_parts(parts, device, weight_dtype)
@@ -358,7 +364,7 @@ def train(
         disable=not accelerator.is_local_main_process,
     )
     model.train()
-    running: dict[str, float] = {}  # loss terms summed over the batches of one optimizer step
+    running: dict[str, torch.Tensor] = {}  # loss terms summed on the device over the batches of one optimizer step
     accumulated = 0
     while progress.global_step < args.max_train_steps:
         loader = dataloader
@@ -382,12 +388,12 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
             progress.batches_in_epoch += 1
             for name, value in terms.items():
-                running[name] = running.get(name, 0.0) + float(value.detach())
+                running[name] = running.get(name, 0) + value.detach().float()
             accumulated += 1
             if not accelerator.sync_gradients:
                 continue
             progress.global_step += 1
-            means = torch.tensor([total / accumulated for total in running.values()], device=device)
+            means = torch.stack(list(running.values())) / accumulated
             means = accelerator.reduce(means, reduction="mean")  # over processes: the loss of the global batch
             logs = dict(zip(running, means.tolist()))
             logs["lr"] = lr_scheduler.get_last_lr()[0]
@@ -402,9 +408,8 @@ def train(
                     path = save_checkpoint(
                         args.output_dir, progress, trained, optimizer, lr_scheduler, accelerator.scaler
                     )
-                    for deleted in prune_checkpoints(args.output_dir, args.checkpoints_total_limit):
-                        logger.info(f"Deleted old checkpoint {deleted}.")
-                    logger.info(f"Saved {path}.")
+                    deleted = prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
+                    logger.info(f"Saved {path}" + (f"; deleted {', '.join(deleted)}." if deleted else "."))
                 accelerator.wait_for_everyone()
             if args.validation_image and accelerator.is_main_process:
                 if progress.global_step % args.validation_steps == 0 or done:
