@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=device.type == "cpu")
     stock, pipe = build_pipelines(args.size, device, torch.float32)
     del stock
-    module = SSPIRTrainingModule(pipe.unet, pipe.controlnet, pipe.structure_processor, pipe.image_refiner)
+    module = SSPIRTrainingModule.from_pipeline(pipe)
     parts = TrainingParts(pipe, module, select_full_training_parameters(module), rgb_weights=(0.1, 0.01))
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.mixed_precision]
     place_parts(parts, device, weight_dtype)

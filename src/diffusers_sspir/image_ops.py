@@ -252,6 +252,12 @@ def to_tensor_batch(image: Any, argument_name: str = "image") -> list[torch.Tens
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def upscale_bicubic(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of `(batch, 3, h, w)` images in `[0, 1]` to `size`, clamped to `[0, 1]`: how SSP-IR upscales the
+    low-quality input before every prior, at inference and in training alike."""
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> tuple[torch.Tensor, tuple[int, int]]:
     r"""
     Pad a batch at the bottom and right so that its height and width are multiples of `multiple`.

@@ -39,6 +39,7 @@ from ..image_ops import (
     pad_to_multiple,
     tile_starts,
     to_tensor_batch,
+    upscale_bicubic,
 )
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
@@ -966,7 +967,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         # 1. Upscale to the exact output size, pad to the VAE's multiple.
         height, width = (round(s * upscale) for s in images[0].shape[-2:])
         low_quality = torch.stack(images).to(device)
-        upscaled = F.interpolate(low_quality, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+        upscaled = upscale_bicubic(low_quality, (height, width))
         padded, _ = pad_to_multiple(upscaled, self.vae_scale_factor)
 
         # 2. Semantic priors (caption → text tokens; CLIP image tokens) and the structure prior.

@@ -30,6 +30,11 @@ class SSPIRTrainingModule(nn.Module):
         self.structure_processor = structure_processor
         self.image_refiner = image_refiner
 
+    @classmethod
+    def from_pipeline(cls, pipe) -> "SSPIRTrainingModule":
+        """The trainable part of an [`~diffusers_sspir.SSPIRPipeline`], sharing its models (not copies)."""
+        return cls(pipe.unet, pipe.controlnet, pipe.structure_processor, pipe.image_refiner)
+
     def forward(
         self,
         noisy_latents: torch.Tensor,

@@ -5,15 +5,13 @@ Run it with `accelerate launch examples/train_sspir.py --help` (or `python -m di
 """
 
 import argparse
-import logging
-import sys
 
 import torch
 
 from ..pipelines import SSPIRPipeline
-from .arguments import FULL, parse_args
+from .arguments import FULL
 from .module import SSPIRTrainingModule, select_full_training_parameters
-from .trainer import TrainingParts, TrainingSetupError, train
+from .trainer import TrainingParts, run_script
 
 
 def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
@@ -30,13 +28,9 @@ def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
     )
 
 
-def training_module(pipe: SSPIRPipeline) -> SSPIRTrainingModule:
-    return SSPIRTrainingModule(pipe.unet, pipe.controlnet, pipe.structure_processor, pipe.image_refiner)
-
-
 def build(args: argparse.Namespace) -> TrainingParts:
     pipe = load_pipeline(args)
-    module = training_module(pipe)
+    module = SSPIRTrainingModule.from_pipeline(pipe)
     trainable = select_full_training_parameters(module)
     return TrainingParts(pipe, module, trainable, rgb_weights=(args.rgb_l1_weight, args.rgb_fft_weight))
 
@@ -46,25 +40,17 @@ def save_final(args: argparse.Namespace, parts: TrainingParts) -> None:
     mixed precision, so they are loaded again from where the run started and only the trained weights are taken
     from the run."""
     pipe = parts.pipe
-    if any(p.dtype != torch.float32 for p in pipe.components["vae"].parameters()) or any(
-        p.dtype != torch.float32 for p in parts.module.parameters()
-    ):
+    if pipe.vae.dtype != torch.float32:  # the frozen models ran in the mixed-precision dtype
         pipe = load_pipeline(args)
         trained = {name: parameter.detach().float().cpu() for name, parameter in parts.trainable.items()}
-        missing = set(trained) - set(training_module(pipe).state_dict())
-        if missing:
-            raise RuntimeError(f"Trained weights {sorted(missing)[:3]} have no place in the reloaded pipeline.")
-        training_module(pipe).load_state_dict(trained, strict=False)
+        unexpected = SSPIRTrainingModule.from_pipeline(pipe).load_state_dict(trained, strict=False).unexpected_keys
+        if unexpected:
+            raise RuntimeError(f"Trained weights {unexpected[:3]} have no place in the reloaded pipeline.")
     pipe.save_pretrained(args.output_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(FULL, argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        train(args, build, save_final)
-    except TrainingSetupError as error:
-        sys.exit(f"error: {error}")
+    run_script(FULL, build, save_final, argv)
 
 
 if __name__ == "__main__":

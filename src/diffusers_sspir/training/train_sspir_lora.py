@@ -8,19 +8,17 @@ Run it with `accelerate launch examples/train_sspir_lora.py --help`.
 """
 
 import argparse
-import logging
 import os
 import re
-import sys
 
 import torch
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
 from ..pipelines import SSPIRPipeline
-from .arguments import LORA, parse_args
+from .arguments import LORA
 from .module import BRANCH_MARKER, SSPIRTrainingModule, trainable_parameters
-from .trainer import TrainingParts, TrainingSetupError, train
+from .trainer import TrainingParts, run_script
 
 
 def lora_target_modules(names: str, on_branches: bool) -> str:
@@ -46,7 +44,7 @@ def lora_config(args: argparse.Namespace) -> LoraConfig:
 
 def build(args: argparse.Namespace) -> TrainingParts:
     pipe = SSPIRPipeline.from_pretrained(args.pretrained_sspir, dtype=torch.float32)
-    module = SSPIRTrainingModule(pipe.unet, pipe.controlnet, pipe.structure_processor, pipe.image_refiner)
+    module = SSPIRTrainingModule.from_pipeline(pipe)
     module.requires_grad_(False)
     config = lora_config(args)
     pipe.unet.add_adapter(config)
@@ -66,12 +64,7 @@ def save_final(args: argparse.Namespace, parts: TrainingParts) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(LORA, argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        train(args, build, save_final)
-    except TrainingSetupError as error:
-        sys.exit(f"error: {error}")
+    run_script(LORA, build, save_final, argv)
 
 
 if __name__ == "__main__":

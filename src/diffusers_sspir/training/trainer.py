@@ -4,9 +4,11 @@ machines, mixed precision, gradient accumulation; resumable from atomic checkpoi
 import argparse
 import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -24,7 +26,9 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import PairedImageFolder, collate_fn
 from ..data.degradations import RealESRGANDegradation, RealESRGANDegradationConfig
+from ..image_ops import upscale_bicubic
 from ..pipelines import SSPIRPipeline
+from .arguments import parse_args
 from .checkpoint import (
     TrainingProgress,
     list_checkpoints,
@@ -211,9 +215,7 @@ class LossComputer:
             low_quality = batch["lq"].to(device, torch.float32) if "lq" in batch else None
             if low_quality is None:
                 low_quality = self.degradation(high_quality, generator=generator)
-            # The pipeline upscales the same way before every prior.
-            upscaled = F.interpolate(low_quality, size=high_quality.shape[-2:], mode="bicubic", align_corners=False)
-            upscaled = upscaled.clamp(0, 1)
+            upscaled = upscale_bicubic(low_quality, high_quality.shape[-2:])  # as the pipeline does before every prior
             posterior = pipe.vae.encode((high_quality * 2 - 1).to(self.weight_dtype)).latent_dist
             latents = posterior.mean.float() + posterior.std.float() * randn(posterior.mean.shape, generator, device)
             latents = latents * pipe.vae.config.scaling_factor
@@ -427,3 +429,19 @@ def train(
         logger.info(f"Saved the trained model to {args.output_dir}.")
     accelerator.end_training()
     return parts
+
+
+def run_script(
+    mode: str,
+    build: Callable[[argparse.Namespace], TrainingParts],
+    save_final: Callable[[argparse.Namespace, TrainingParts], None],
+    argv: list[str] | None = None,
+) -> None:
+    """The command-line entry of a training script: parse and check the options, log at INFO, train, and print a
+    set-up problem as one error line (exit status 1) instead of a traceback."""
+    args = parse_args(mode, argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        train(args, build, save_final)
+    except TrainingSetupError as error:
+        sys.exit(f"error: {error}")
