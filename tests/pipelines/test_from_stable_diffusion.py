@@ -3,7 +3,7 @@
 import pytest
 import tiny
 import torch
-from diffusers import DDIMScheduler, UniPCMultistepScheduler
+from diffusers import AutoencoderKL, DDIMScheduler, UniPCMultistepScheduler
 
 from diffusers_sspir import FixedCaptioner, SSPIRControlNetModel, SSPIRPipeline, SSPIRUNet2DConditionModel
 
@@ -90,3 +90,28 @@ def test_builds_in_the_requested_dtype(folders, keyword):
         if isinstance(component, torch.nn.Module):
             assert component.dtype == torch.bfloat16, name
     assert torch.isfinite(pipe(**call_kwargs(output_type="pt")).images).all()
+
+
+def test_structure_processor_matches_a_vae_that_downsamples_4x(folders):
+    sd = folders[0]
+    vae = AutoencoderKL(**{**tiny.VAE_CONFIG, "down_block_types": ("DownEncoderBlock2D",) * 3,
+                           "up_block_types": ("UpDecoderBlock2D",) * 3, "block_out_channels": (8, 8, 8)})  # fmt: skip
+    pipe = SSPIRPipeline.from_stable_diffusion(
+        sd, image_encoder=tiny.make_image_encoder(), feature_extractor=tiny.make_feature_extractor(),
+        image_embed_dim=12, vae=vae,
+    )  # fmt: skip
+    assert pipe.vae_scale_factor == 4
+    assert pipe.structure_processor.config.block_out_channels == (16, 32, 96)
+    pipe.set_progress_bar_config(disable=True)
+    result = pipe(**call_kwargs())
+    assert result.images[0].size == result.structure_images[0].size
+
+
+def test_a_vae_the_structure_processor_cannot_match_is_an_error(folders):
+    sd = folders[0]
+    vae = AutoencoderKL(**{**tiny.VAE_CONFIG, "down_block_types": ("DownEncoderBlock2D",) * 5,
+                           "up_block_types": ("UpDecoderBlock2D",) * 5, "block_out_channels": (8,) * 5})  # fmt: skip
+    with pytest.raises(ValueError, match="downsamples 16x"):
+        SSPIRPipeline.from_stable_diffusion(
+            sd, image_encoder=tiny.make_image_encoder(), feature_extractor=tiny.make_feature_extractor(), vae=vae
+        )

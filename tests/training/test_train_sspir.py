@@ -228,3 +228,19 @@ def test_more_bad_options(tmp_path, sd, capsys, monkeypatch, options, message):
     with pytest.raises(SystemExit):
         parse_args(FULL, [*sd, *common_args(data, tmp_path / "run"), *options])
     assert message in capsys.readouterr().err
+
+
+def test_train_unet_trains_all_of_the_unet_and_can_keep_the_text_attention(tmp_path, sd):
+    data = make_hq_folder(tmp_path / "data")
+    args = parse_args(FULL, [*sd, *common_args(data, tmp_path / "run"), "--train_unet", "--freeze_text_attention"])
+    parts = build(args)
+    unet_names = {f"unet.{name}" for name, _ in parts.pipe.unet.named_parameters()}
+    text_attention = {name for name in unet_names if ".attn2.to_" in name and ".processor." not in name}
+    assert text_attention and unet_names - text_attention <= set(parts.trainable)
+    assert not text_attention & set(parts.trainable)
+    assert not any(".attn2.to_" in name and ".processor." not in name for name in parts.trainable)
+    assert any(name.startswith("controlnet.") for name in parts.trainable)
+    # Without the flags, SSP-IR's own selection: only the UNet's branches.
+    default = build(parse_args(FULL, [*sd, *common_args(data, tmp_path / "run2")]))
+    assert all(".processor." in name for name in default.trainable if name.startswith("unet."))
+    assert any(".attn2.to_k." in name for name in default.trainable if name.startswith("controlnet."))

@@ -9,6 +9,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+# The paper's trunk widths; one stride-2 stage per pair, three for Stable Diffusion's 8x VAE.
+STRUCTURE_PROCESSOR_WIDTHS = (16, 32, 96, 256)
+
 
 @dataclass
 class StructureProcessorOutput(BaseOutput):
@@ -49,7 +52,7 @@ class StructureProcessor(ModelMixin, ConfigMixin):
     def __init__(
         self,
         in_channels: int = 3,
-        block_out_channels: tuple[int, ...] = (16, 32, 96, 256),
+        block_out_channels: tuple[int, ...] = STRUCTURE_PROCESSOR_WIDTHS,
         conditioning_embedding_channels: int = 320,
         rgb_channels: int = 3,
     ):

@@ -44,6 +44,7 @@ from ..image_ops import (
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
 from ..models.attention import DualPriorAttentionMixin
+from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS
 
 logger = logging.get_logger(__name__)
 
@@ -260,8 +261,19 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if "controlnet" not in overrides:
             components["controlnet"] = SSPIRControlNetModel.from_unet(unet)
         if "structure_processor" not in overrides:
+            # One stride-2 stage per halving of the VAE, so the structure prior lands on the latent grid.
+            stages = len(overrides.get("vae", components["vae"]).config.block_out_channels) - 1
+            if not 1 <= stages < len(STRUCTURE_PROCESSOR_WIDTHS):
+                raise ValueError(
+                    f"The VAE downsamples {2**stages}x; the structure processor built here supports 2x to "
+                    f"{2 ** (len(STRUCTURE_PROCESSOR_WIDTHS) - 1)}x. Pass `structure_processor=` to build your own."
+                )
             components["structure_processor"] = place_like(
-                StructureProcessor(conditioning_embedding_channels=unet.config.block_out_channels[0]), unet
+                StructureProcessor(
+                    block_out_channels=STRUCTURE_PROCESSOR_WIDTHS[: stages + 1],
+                    conditioning_embedding_channels=unet.config.block_out_channels[0],
+                ),
+                unet,
             )
         if "image_refiner" not in overrides:
             refiner = ImageTokenRefiner(

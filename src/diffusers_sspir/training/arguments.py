@@ -43,6 +43,18 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         model.add_argument("--image_encoder", help="CLIP vision encoder folder or Hub id (with its processor).")
         model.add_argument("--image_embed_dim", type=int, default=512, help="Width of the refined image tokens.")
         model.add_argument("--no_pixel_attention", action="store_true", help="Build without pixel attention.")
+        model.add_argument(
+            "--train_unet",
+            action="store_true",
+            help="Train all of the UNet too, not only its new branches (a model trained from scratch, or a "
+            "whole-UNet domain fine-tune).",
+        )
+        model.add_argument(
+            "--freeze_text_attention",
+            action="store_true",
+            help="Keep the text cross-attention projections (attn2.to_q/k/v/out) of the UNet and ControlNet as "
+            "loaded.",
+        )
     model.add_argument(
         "--pretrained_sspir",
         help="A saved SSP-IR pipeline folder to start from"

@@ -1,12 +1,16 @@
 """The trainable part of SSP-IR's forward pass as one module, so that accelerate prepares (and, on several GPUs,
 wraps in DistributedDataParallel) a single model."""
 
+import re
+
 import torch
 from torch import nn
 
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 
 BRANCH_MARKER = ".processor."
+# Stable Diffusion's own text cross-attention projections (`attn2.to_q/k/v/out`), not the branches installed on it.
+TEXT_ATTENTION = re.compile(r"\.attn2\.to_(q|k|v|out)\.")
 
 
 class SSPIRTrainingModule(nn.Module):
@@ -65,15 +69,31 @@ class SSPIRTrainingModule(nn.Module):
         return prediction, structure.rgb
 
 
-def select_full_training_parameters(module: SSPIRTrainingModule) -> dict[str, nn.Parameter]:
+def select_full_training_parameters(
+    module: SSPIRTrainingModule, train_unet: bool = False, freeze_text_attention: bool = False
+) -> dict[str, nn.Parameter]:
     """Freezes everything, then unfreezes what SSP-IR trains: the ControlNet, the structure processor, the refine
-    layer and the UNet's dual-prior branches. Returns the trainable parameters by name."""
+    layer and the UNet's dual-prior branches. Returns the trainable parameters by name.
+
+    Args:
+        module (`SSPIRTrainingModule`): the model.
+        train_unet (`bool`, defaults to `False`): train all of the UNet, not only its branches (a model trained from
+            scratch, or a whole-UNet domain fine-tune).
+        freeze_text_attention (`bool`, defaults to `False`): keep the text cross-attention projections
+            (`attn2.to_q/k/v/out`) of the UNet and the ControlNet as loaded, so whatever they compute (nothing, when
+            their output projection is zero) stays as it was.
+    """
     module.requires_grad_(False)
     for part in (module.controlnet, module.structure_processor, module.image_refiner):
         part.requires_grad_(True)
     for name, parameter in module.unet.named_parameters():
-        if BRANCH_MARKER in name:
+        if train_unet or BRANCH_MARKER in name:
             parameter.requires_grad_(True)
+    if freeze_text_attention:
+        for part in (module.unet, module.controlnet):
+            for name, parameter in part.named_parameters():
+                if TEXT_ATTENTION.search(name):
+                    parameter.requires_grad_(False)
     return trainable_parameters(module)
 
 

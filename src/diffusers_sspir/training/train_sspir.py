@@ -31,7 +31,9 @@ def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
 def build(args: argparse.Namespace) -> TrainingParts:
     pipe = load_pipeline(args)
     module = SSPIRTrainingModule.from_pipeline(pipe)
-    trainable = select_full_training_parameters(module)
+    trainable = select_full_training_parameters(
+        module, train_unet=args.train_unet, freeze_text_attention=args.freeze_text_attention
+    )
     return TrainingParts(pipe, module, trainable, rgb_weights=(args.rgb_l1_weight, args.rgb_fft_weight))
 
 
