@@ -1,0 +1,89 @@
+"""Last step of the demo-model recipe: copy the trained pipeline into the package, where `demo_model_path()` finds it.
+
+    python examples/demo_model/export.py demo_work/sspir --output_dir src/diffusers_sspir/demo_model
+
+Loads the run's final pipeline with `SSPIRPipeline.from_pretrained` (so what ships is exactly what loads) and saves
+it again without the run's checkpoints, logs and validation images. Refuses a model over the size limit, and an
+existing output folder unless `--overwrite` is given.
+"""
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from diffusers_sspir import SSPIRPipeline
+
+SIZE_LIMIT_MB = 30
+MODEL_CARD = """---
+library_name: diffusers
+license: gpl-2.0
+pipeline_tag: image-to-image
+tags: [super-resolution, image-restoration, ssp-ir]
+---
+
+# SSP-IR demo model (diffusers-sspir)
+
+A small SSP-IR pipeline bundled with diffusers-sspir so that `sspir restore photo.png -o out/` works on a fresh
+machine. **It is not the paper's model**: it was trained from scratch, on a CPU, on crops of 13 photos
+(scikit-image's bundled photos and Debian's mate-backgrounds), for x4 real-world super-resolution with Real-ESRGAN
+degradations. It has no language understanding (its text cross-attention is zero: prompts change nothing) and no
+Stable Diffusion behind it. Its recipe, held-out results, data and licences are in the repository's
+`docs/demo_model.md`; `examples/demo_model/train.sh` reproduces it.
+
+The licence above is that of the mate-backgrounds photos it was trained on (GPL-2+); the code is Apache-2.0.
+
+```python
+from diffusers_sspir import SSPIRPipeline, demo_model_path
+
+pipe = SSPIRPipeline.from_pretrained(demo_model_path())
+```
+"""
+COMPONENTS = (
+    "vae",
+    "text_encoder",
+    "tokenizer",
+    "unet",
+    "controlnet",
+    "structure_processor",
+    "image_encoder",
+    "feature_extractor",
+    "image_refiner",
+    "scheduler",
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="The --output_dir of examples/train_sspir.py.")
+    parser.add_argument("--output_dir", type=Path, default=Path("src/diffusers_sspir/demo_model"))
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing model in --output_dir.")
+    args = parser.parse_args(argv)
+
+    if args.output_dir.exists() and any(args.output_dir.iterdir()) and not args.overwrite:
+        sys.exit(f"error: {args.output_dir} already holds a model; pass --overwrite to replace it")
+    pipe = SSPIRPipeline.from_pretrained(args.run_dir, dtype=torch.float32)
+    with tempfile.TemporaryDirectory(dir=args.output_dir.parent) as staging:
+        staged = Path(staging) / "model"
+        pipe.save_pretrained(staged)
+        (staged / "README.md").write_text(MODEL_CARD)
+        # The copy of the pipeline's source that save_pretrained adds for `custom_pipeline=` loading would go stale
+        # inside the package, next to the real one.
+        (staged / "pipeline_sspir.py").unlink(missing_ok=True)
+        missing = [name for name in COMPONENTS if not any((staged / name).glob("*"))]
+        if missing:
+            sys.exit(f"error: the pipeline in {args.run_dir} lacks {missing}")
+        size_mb = sum(path.stat().st_size for path in staged.rglob("*.safetensors")) / 2**20
+        if size_mb > SIZE_LIMIT_MB:
+            sys.exit(f"error: the weights take {size_mb:.1f} MB, over the {SIZE_LIMIT_MB} MB limit")
+        if args.output_dir.exists():
+            shutil.rmtree(args.output_dir)
+        staged.rename(args.output_dir)
+    print(f"exported {args.run_dir} to {args.output_dir}: {size_mb:.1f} MB of safetensors weights")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole recipe of the bundled demo model (docs/demo_model.md), from the photos to the package folder.
+#
+#   apt-get install mate-backgrounds      # Debian's wallpaper photos (or: apt-get download + dpkg-deb -x)
+#   bash examples/demo_model/train.sh     # WORK=demo_work MATE_DIR=/usr/share/backgrounds/mate by default
+#
+# Each step is skipped when its output exists, so running it again continues where it stopped (the SSP-IR step
+# resumes from its latest checkpoint). The shipped weights were made by exactly these commands on a 2-core CPU
+# (about 80 minutes in all); on a GPU the same commands take a few minutes (the last step picks the GPU by itself).
+set -euo pipefail
+
+WORK=${WORK:-demo_work}
+MATE_DIR=${MATE_DIR:-/usr/share/backgrounds/mate}
+HERE=$(dirname "$0")
+
+[ -d "$WORK/data/train" ] || python "$HERE/prepare_data.py" --mate_dir "$MATE_DIR" --output_dir "$WORK/data"
+[ -f "$WORK/vae/config.json" ] || python "$HERE/train_vae.py" --train_dir "$WORK/data/train" --output_dir "$WORK/vae"
+[ -f "$WORK/base/sd/model_index.json" ] || python "$HERE/build_components.py" --vae "$WORK/vae" --output_dir "$WORK/base"
+if [ ! -f "$WORK/sspir/model_index.json" ]; then
+    python "$HERE/../train_sspir.py" \
+        --pretrained_model_name_or_path "$WORK/base/sd" --image_encoder "$WORK/base/clip" --image_embed_dim 64 \
+        --train_unet --freeze_text_attention \
+        --train_data_dir "$WORK/data/train" --resolution 256 --scale 4 \
+        --train_batch_size 4 --max_train_steps 5000 \
+        --learning_rate 5e-4 --lr_scheduler cosine --lr_warmup_steps 200 \
+        --seed 0 --output_dir "$WORK/sspir" --resume_from_checkpoint latest \
+        --checkpointing_steps 500 --checkpoints_total_limit 2 --validation_steps 100000 --report_to none
+fi
+python "$HERE/export.py" "$WORK/sspir" "$@"
