@@ -1,6 +1,10 @@
 """Restore an image with SSP-IR.
 
-Either load a trained SSP-IR pipeline folder:
+With the small demo model bundled with the package (docs/demo_model.md):
+
+    python examples/quickstart.py assets/ladybird_lq.png -o restored.png
+
+or load a trained SSP-IR pipeline folder:
 
     python examples/quickstart.py photo.png --model path/to/sspir -o restored.png
 
@@ -21,8 +25,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="low-quality input image")
     parser.add_argument("-o", "--output", required=True, help="where to write the restored PNG")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a saved SSP-IR pipeline folder or Hub id")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", help="a saved SSP-IR pipeline folder or Hub id (default: the bundled demo model)")
     source.add_argument("--sd", help="a Stable Diffusion 1.5 folder or Hub id (builds an untrained SSP-IR)")
     parser.add_argument("--clip", help="CLIP ViT-L/14 vision folder or Hub id (with --sd)")
     parser.add_argument("--save", help="save the pipeline built with --sd here")
@@ -43,8 +47,8 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"the folder of --output {args.output} does not exist")
     if args.sd and not args.clip:
         parser.error("--sd needs --clip")
-    if args.model and (args.clip or args.save):
-        parser.error("--clip and --save go with --sd, not with --model")
+    if not args.sd and (args.clip or args.save):
+        parser.error("--clip and --save go with --sd")
     return args
 
 
@@ -55,12 +59,12 @@ def main() -> None:
     from diffusers import UniPCMultistepScheduler
     from PIL import Image
 
-    from diffusers_sspir import SSPIRPipeline, VLMCaptioner
+    from diffusers_sspir import SSPIRPipeline, VLMCaptioner, demo_model_path
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
-    if args.model:
-        pipe = SSPIRPipeline.from_pretrained(args.model, dtype=dtype)
+    if not args.sd:
+        pipe = SSPIRPipeline.from_pretrained(args.model or demo_model_path(), dtype=dtype)
     else:
         pipe = SSPIRPipeline.from_stable_diffusion(args.sd, image_encoder=args.clip, dtype=dtype)
         if args.save:

@@ -114,3 +114,10 @@ def test_quickstart_script_checks_arguments_before_loading(checkpoints, monkeypa
     with pytest.raises(SystemExit):
         run_quickstart(monkeypatch, *args)
     assert message in capsys.readouterr().err
+
+
+def test_quickstart_script_defaults_to_the_bundled_demo_model(checkpoints, monkeypatch):
+    root, _ = checkpoints
+    output = root / "demo.png"
+    run_quickstart(monkeypatch, root / "photo.png", "-o", output, "--steps", 1)
+    assert PIL.Image.open(output).size == (40, 48)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "StructureProcessorOutput": ".models",
     "SSPIRPipeline": ".pipelines",
     "SSPIRPipelineOutput": ".pipelines",
+    "demo_model_path": ".demo",
 }
 
 __all__ = [
@@ -37,10 +38,12 @@ __all__ = [
     "StructureProcessor",
     "StructureProcessorOutput",
     "VLMCaptioner",
+    "demo_model_path",
 ]
 
 if TYPE_CHECKING:
     from .captioners import Captioner, FixedCaptioner, VLMCaptioner
+    from .demo import demo_model_path
     from .models import (
         DualPriorAttnProcessor,
         DualPriorInputs,

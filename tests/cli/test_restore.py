@@ -21,7 +21,7 @@ def test_restores_a_folder_with_captions_and_comparisons(sspir, model_dir, tmp_p
     write_image(tmp_path / "in" / "b.jpg", 12, 20, seed=1)
     out = tmp_path / "out"
     run = sspir("restore", tmp_path / "in", "-o", out, "--model", model_dir, *FAST, "--save-caption",
-                "--save-comparison", "--captioner", "fixed:a red house")  # fmt: skip
+                "--save-comparison", "--save-structure", "--captioner", "fixed:a red house")  # fmt: skip
     assert run.code == 0, run.err
     assert "restored 2" in run.out and "failed 0" in run.out
     assert PIL.Image.open(out / "a.png").size == (32, 32)
@@ -36,6 +36,7 @@ def test_restores_a_folder_with_captions_and_comparisons(sspir, model_dir, tmp_p
     np.testing.assert_array_equal(np.asarray(panels[0]), np.asarray(upscaled))
     np.testing.assert_array_equal(np.asarray(panels[2]), np.asarray(PIL.Image.open(out / "b.png")))
     assert np.asarray(comparison.crop((0, 0, 40, label_height))).min() < 128  # a label is drawn
+    np.testing.assert_array_equal(np.asarray(panels[1]), np.asarray(PIL.Image.open(out / "structure" / "b.png")))
 
 
 def test_rerun_skips_and_overwrite_redoes(sspir, model_dir, tmp_path):
@@ -109,7 +110,6 @@ def test_duplicate_stems_are_an_error_up_front(sspir, tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        ((), "--model is required"),
         (("--model", "./no/such/model"), "no such folder"),
         (("--model", "{tmp}"), "cannot load an SSP-IR pipeline"),
         (("--model", "{tmp}", "--tile-overlap", "16"), "--tile-overlap needs --tile-size"),
@@ -198,3 +198,12 @@ def test_comparison_layout():
     assert comparison.size == (90, label_height + 20) and label_height > 8
     for i in range(3):
         assert comparison.getpixel((i * 30 + 15, label_height + 10)) == (i * 100, 0, 0)
+
+
+def test_without_model_the_bundled_demo_model_is_used_or_its_absence_explained(sspir, tmp_path, monkeypatch):
+    from diffusers_sspir import demo
+
+    monkeypatch.setattr(demo, "DEMO_MODEL_DIR", tmp_path / "no_demo")
+    run = sspir("restore", write_image(tmp_path / "a.png"), "-o", tmp_path / "out")
+    assert run.code == 2 and "bundled demo model is missing" in run.err and "--model" in run.err
+    assert len(run.err.strip().splitlines()) == 1

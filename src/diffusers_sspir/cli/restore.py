@@ -16,17 +16,20 @@ DEFAULT_ADDED_PROMPT = "clean, high-resolution, 8k"
 DEFAULT_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
 COLOR_FIXES = ("wavelet", "adain", "none")
 COMPARISON_FOLDER = "comparison"
+STRUCTURE_FOLDER = "structure"
 
 DESCRIPTION = """Restore low-quality images with an SSP-IR pipeline, upscaled by --upscale.
 
 Writes OUTDIR/<stem>.png for every input. --save-caption adds OUTDIR/<stem>.txt, the
 prompt the image was restored with (caption and added prompt); --save-comparison adds
-OUTDIR/comparison/<stem>.png: bicubic-upscaled input | structure prior | result.
+OUTDIR/comparison/<stem>.png: bicubic-upscaled input | structure prior | result;
+--save-structure adds OUTDIR/structure/<stem>.png, the structure prior alone.
 
 Existing outputs are never replaced without --overwrite, so running the same command again
 restores only what is missing. An unreadable image is reported and the others still run."""
 
 EPILOG = f"""examples:
+  sspir restore photo.png -o restored/              (the bundled demo model)
   sspir restore photos/ -o restored/ --model path/to/sspir
   sspir restore 'scans/*.jpg' old.png -o out/ --model path/to/sspir --upscale 2 \\
       --steps 30 --scheduler dpm++2m-karras
@@ -66,7 +69,8 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--model",
         metavar="PATH_OR_REPO",
-        help="a saved SSP-IR pipeline folder (save_pretrained) or Hub repo id; required for now",
+        help="a saved SSP-IR pipeline folder (save_pretrained) or Hub repo id (default: the bundled demo model, "
+        "see docs/demo_model.md)",
     )
     parser.add_argument(
         "--upscale", type=_common.positive_float, default=4, metavar="X", help="output size factor (default: 4)"
@@ -112,18 +116,19 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--save-comparison", action="store_true", help="also write comparison/<stem>.png: input | structure | result"
     )
+    parser.add_argument(
+        "--save-structure",
+        action="store_true",
+        help="also write structure/<stem>.png: the structure processor's RGB prediction at the output size",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.set_defaults(run=run)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     """What can be checked before loading anything."""
-    if args.model is None:
-        raise CLIError(
-            "--model is required: pass a saved SSP-IR pipeline folder (written by SSPIRPipeline.save_pretrained) or "
-            "its Hub repo id. No trained SSP-IR weights are published yet; docs/usage.md shows how to build one."
-        )
-    _common.check_model_source("--model", args.model)
+    if args.model is not None:
+        _common.check_model_source("--model", args.model)
     if args.tile_size is not None and (args.tile_size < 64 or args.tile_size % 8):
         raise CLIError(f"--tile-size {args.tile_size}: must be a multiple of 8 and at least 64 (output pixels).")
     if args.tile_overlap is not None:
@@ -148,17 +153,29 @@ def planned_outputs(path: Path, args: argparse.Namespace) -> dict[str, Path]:
         outputs["caption"] = args.output_dir / f"{path.stem}.txt"
     if args.save_comparison:
         outputs["comparison"] = args.output_dir / COMPARISON_FOLDER / f"{path.stem}.png"
+    if args.save_structure:
+        outputs["structure"] = args.output_dir / STRUCTURE_FOLDER / f"{path.stem}.png"
     return outputs
 
 
 def load_pipeline(args: argparse.Namespace) -> Any:
     """The pipeline on the chosen device, with the chosen scheduler and captioner."""
-    from diffusers_sspir import FixedCaptioner, SSPIRPipeline, VLMCaptioner
+    from diffusers_sspir import FixedCaptioner, SSPIRPipeline, VLMCaptioner, demo_model_path
 
     device = _common.resolve_device(args.device)
     dtype = _common.resolve_dtype(args.dtype, device)
-    model = os.path.expanduser(args.model)
-    echo(f"loading {args.model} on {device} ({str(dtype).removeprefix('torch.')})")
+    if args.model is None:
+        try:
+            model = demo_model_path()
+        except FileNotFoundError as error:
+            raise CLIError(f"{error} Or pass --model.") from error
+        echo(
+            "no --model given: using the bundled demo model (a small model trained on a dozen photos, not the paper's "
+            "model; see docs/demo_model.md)"
+        )
+    else:
+        model = os.path.expanduser(args.model)
+    echo(f"loading {args.model or model} on {device} ({str(dtype).removeprefix('torch.')})")
     try:
         with _common.quiet_loading():
             pipe = SSPIRPipeline.from_pretrained(model, dtype=dtype)
@@ -246,6 +263,9 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
                   ("SSP-IR", restored)]  # fmt: skip
         missing["comparison"].parent.mkdir(exist_ok=True)
         write_atomic(missing["comparison"], make_comparison(panels))
+    if "structure" in missing:
+        missing["structure"].parent.mkdir(exist_ok=True)
+        write_atomic(missing["structure"], result.structure_images[0])
 
 
 def run(args: argparse.Namespace) -> int:
