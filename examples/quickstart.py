@@ -64,7 +64,11 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
     if not args.sd:
-        pipe = SSPIRPipeline.from_pretrained(args.model or demo_model_path(), dtype=dtype)
+        try:
+            model = args.model or demo_model_path()
+        except FileNotFoundError as error:
+            raise SystemExit(f"error: {error} Or pass --model.") from error
+        pipe = SSPIRPipeline.from_pretrained(model, dtype=dtype)
     else:
         pipe = SSPIRPipeline.from_stable_diffusion(args.sd, image_encoder=args.clip, dtype=dtype)
         if args.save:

@@ -28,7 +28,7 @@ def pipe():
 
 
 def bicubic(low_quality: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    image = torch.from_numpy(low_quality).permute(2, 0, 1)[None].float() / 255
+    image = torch.from_numpy(low_quality.copy()).permute(2, 0, 1)[None].float() / 255
     return (upscale_bicubic(image, size).clamp(0, 1)[0].permute(1, 2, 0) * 255).round().byte().numpy()
 
 
@@ -40,6 +40,9 @@ def test_bundled_model_is_complete_small_and_safetensors_only():
     assert len(weights) == 7
     assert sum(path.stat().st_size for path in weights) <= 30 * 2**20
     assert not [path for path in folder.rglob("*") if path.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
+    # No trace of the machine it was trained on.
+    configs = [path.read_text() for path in folder.rglob("*.json")]
+    assert configs and not [text for text in configs if "_name_or_path" in text or "/tmp" in text]
 
 
 def test_restores_a_held_out_crop_as_measured_when_it_shipped(pipe):

@@ -37,9 +37,14 @@ def fake_mate_photos(folder: Path, prepare) -> None:
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     prepare = load("prepare_data")
-    fake_mate_photos(tmp_path / "mate", prepare)
     work = tmp_path / "work"
+    with pytest.raises(SystemExit, match="12 photos missing"):  # checked before anything is written
+        prepare.main(["--mate_dir", str(tmp_path / "mate"), "--output_dir", str(work / "data")])
+    assert not (work / "data").exists()
+    fake_mate_photos(tmp_path / "mate", prepare)
     prepare.main(["--mate_dir", str(tmp_path / "mate"), "--output_dir", str(work / "data")])
+    with pytest.raises(SystemExit, match="--overwrite"):
+        prepare.main(["--mate_dir", str(tmp_path / "mate"), "--output_dir", str(work / "data")])
     assert len(list((work / "data" / "train").iterdir())) == len(prepare.TRAIN_MATE) + len(prepare.TRAIN_SKIMAGE)
     holdout = sorted((work / "data" / "holdout" / "gt").iterdir())
     assert len(holdout) == 16 and all(PIL.Image.open(path).size == (256, 256) for path in holdout)
@@ -56,6 +61,9 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     export.main([str(work / "sspir"), "--output_dir", str(work / "exported")])
     with pytest.raises(SystemExit, match="--overwrite"):
         export.main([str(work / "sspir"), "--output_dir", str(work / "exported")])
+    with pytest.raises(SystemExit, match="no pipeline"):  # --overwrite never deletes a folder that is not a model
+        export.main([str(work / "sspir"), "--output_dir", str(work / "data"), "--overwrite"])
+    assert not any("_name_or_path" in path.read_text() for path in (work / "exported").rglob("*.json"))
 
     pipe = SSPIRPipeline.from_pretrained(work / "exported")
     pipe.set_progress_bar_config(disable=True)

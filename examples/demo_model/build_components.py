@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vae", type=Path, required=True, help="The VAE folder written by train_vae.py.")
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="Replace the models already in --output_dir.")
     args = parser.parse_args(argv)
+    if (args.output_dir / "sd").exists() and not args.overwrite:
+        parser.error(f"--output_dir {args.output_dir} already holds sd/; pass --overwrite to replace it")
 
     torch.manual_seed(args.seed)
     tokenizer = make_tokenizer()

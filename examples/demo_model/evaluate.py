@@ -16,7 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
@@ -37,7 +36,7 @@ def run(*args) -> None:
 def bicubic_baseline(lq_dir: Path, gt_dir: Path, output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     for path in list_images(lq_dir):
-        low_quality = torch.from_numpy(read_rgb8(path)).permute(2, 0, 1)[None].float() / 255
+        low_quality = torch.from_numpy(read_rgb8(path).copy()).permute(2, 0, 1)[None].float() / 255
         size = Image.open(gt_dir / path.name).size[::-1]
         upscaled = upscale_bicubic(low_quality, size).clamp(0, 1)[0].permute(1, 2, 0)
         Image.fromarray((upscaled * 255).round().byte().numpy()).save(output_dir / path.name)
@@ -65,14 +64,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="An SSP-IR pipeline folder (default: the bundled demo model).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figure_crops", nargs="+", default=["LadyBird_00.png", "Dune_01.png", "coffee_00.png"])
+    parser.add_argument("--overwrite", action="store_true", help="Redo everything in a non-empty --output_dir.")
     args = parser.parse_args(argv)
+    holdout = args.data_dir / "holdout" / "gt"
+    unknown = [name for name in args.figure_crops if not (holdout / name).is_file()]
+    if unknown:
+        parser.error(f"--figure_crops {unknown}: not in {holdout}")
+    if args.output_dir.exists() and any(args.output_dir.iterdir()) and not args.overwrite:
+        parser.error(f"--output_dir {args.output_dir} is not empty; pass --overwrite to redo the evaluation there")
+    overwrite = ["--overwrite"] if args.overwrite else []
 
     out = args.output_dir
     pairs = out / "pairs"
-    run("degrade", args.data_dir / "holdout" / "gt", "-o", pairs, "--scale", 4, "--seed", args.seed)
+    run("degrade", holdout, "-o", pairs, "--scale", 4, "--seed", args.seed, *overwrite)
     bicubic_baseline(pairs / "lq", pairs / "gt", out / "bicubic")
     model = ["--model", args.model] if args.model else []
-    run("restore", pairs / "lq", "-o", out / "restored", "--save-structure", "--seed", args.seed, *model)
+    run("restore", pairs / "lq", "-o", out / "restored", "--save-structure", "--seed", args.seed, *model, *overwrite)
     folders = {"bicubic": out / "bicubic", "structure": out / "restored" / "structure", "restored": out / "restored"}
     results = {}
     for row, folder in folders.items():
@@ -98,7 +105,6 @@ def main(argv: list[str] | None = None) -> None:
     columns += [("ground truth", pairs / "gt")]
     figure(columns, args.figure_crops, out / "comparison.png")
     print(f"wrote {out / 'results.md'} and {out / 'comparison.png'}")
-    assert np.isfinite(gain)
 
 
 if __name__ == "__main__":

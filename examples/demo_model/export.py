@@ -8,6 +8,7 @@ existing output folder unless `--overwrite` is given.
 """
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,9 @@ import torch
 from diffusers_sspir import SSPIRPipeline
 
 SIZE_LIMIT_MB = 30
+PACKAGE_FOLDER = Path(__file__).resolve().parents[2] / "src" / "diffusers_sspir" / "demo_model"
+# Loader bookkeeping that save_pretrained copies into the configs: where the run was read from on this machine.
+LOCAL_KEYS = ("_name_or_path", "is_local", "local_files_only")
 MODEL_CARD = """---
 library_name: diffusers
 license: gpl-2.0
@@ -59,12 +63,19 @@ COMPONENTS = (
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="The --output_dir of examples/train_sspir.py.")
-    parser.add_argument("--output_dir", type=Path, default=Path("src/diffusers_sspir/demo_model"))
+    parser.add_argument("--output_dir", type=Path, default=PACKAGE_FOLDER, help="(default: the package's folder)")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing model in --output_dir.")
     args = parser.parse_args(argv)
 
-    if args.output_dir.exists() and any(args.output_dir.iterdir()) and not args.overwrite:
-        sys.exit(f"error: {args.output_dir} already holds a model; pass --overwrite to replace it")
+    if args.output_dir.exists():
+        if not args.output_dir.is_dir():
+            sys.exit(f"error: --output_dir {args.output_dir} is a file; pass a folder")
+        if any(args.output_dir.iterdir()):
+            if not (args.output_dir / "model_index.json").is_file():
+                sys.exit(f"error: --output_dir {args.output_dir} holds files but no pipeline; pass an empty folder")
+            if not args.overwrite:
+                sys.exit(f"error: {args.output_dir} already holds a model; pass --overwrite to replace it")
+    args.output_dir.parent.mkdir(parents=True, exist_ok=True)
     pipe = SSPIRPipeline.from_pretrained(args.run_dir, dtype=torch.float32)
     with tempfile.TemporaryDirectory(dir=args.output_dir.parent) as staging:
         staged = Path(staging) / "model"
@@ -73,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
         # The copy of the pipeline's source that save_pretrained adds for `custom_pipeline=` loading would go stale
         # inside the package, next to the real one.
         (staged / "pipeline_sspir.py").unlink(missing_ok=True)
+        for config in staged.rglob("*.json"):
+            content = json.loads(config.read_text())
+            if any(key in content for key in LOCAL_KEYS):
+                kept = {key: value for key, value in content.items() if key not in LOCAL_KEYS}
+                config.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
         missing = [name for name in COMPONENTS if not any((staged / name).glob("*"))]
         if missing:
             sys.exit(f"error: the pipeline in {args.run_dir} lacks {missing}")

@@ -41,7 +41,7 @@ HOLDOUT_MATE = ("nature/Dune.jpg", "nature/LadyBird.jpg")
 HOLDOUT_CROP = 256
 # Crops per held-out photo, on an even grid over the (downscaled) photo.
 HOLDOUT_GRID = {"coffee": (1, 2), "LadyBird": (2, 4), "Dune": (2, 3)}
-# The README's sample: a 512x512 crop of a held-out photo, away from the evaluation crops' grid.
+# The README's sample: a 512x512 crop of a held-out photo (it overlaps some evaluation crops; both are held out).
 SAMPLE = ("LadyBird", (384, 144), 512)
 
 
@@ -52,13 +52,7 @@ def load_skimage(name: str) -> Image.Image:
 
 
 def load_mate(mate_dir: Path, relative: str) -> Image.Image:
-    path = mate_dir / relative
-    if not path.is_file():
-        sys.exit(
-            f"error: {path} not found; install Debian's mate-backgrounds package and pass the folder that holds "
-            "nature/ as --mate_dir (default /usr/share/backgrounds/mate)"
-        )
-    image = Image.open(path).convert("RGB")
+    image = Image.open(mate_dir / relative).convert("RGB")
     size = (image.width // MATE_DOWNSCALE, image.height // MATE_DOWNSCALE)
     return image.resize(size, Image.Resampling.LANCZOS)
 
@@ -74,7 +68,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mate_dir", type=Path, default=Path("/usr/share/backgrounds/mate"))
     parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument("--overwrite", action="store_true", help="Write into an --output_dir that is not empty.")
     args = parser.parse_args(argv)
+
+    missing = [name for name in (*TRAIN_MATE, *HOLDOUT_MATE) if not (args.mate_dir / name).is_file()]
+    if missing:
+        sys.exit(
+            f"error: --mate_dir {args.mate_dir}: {len(missing)} photos missing (first: {missing[0]}); install "
+            "Debian's mate-backgrounds package and pass the folder that holds nature/ (default "
+            "/usr/share/backgrounds/mate)"
+        )
+    if args.output_dir.exists() and any(args.output_dir.iterdir()) and not args.overwrite:
+        sys.exit(f"error: --output_dir {args.output_dir} is not empty; pass --overwrite to write into it")
 
     train = args.output_dir / "train"
     holdout = args.output_dir / "holdout" / "gt"

@@ -6,14 +6,15 @@
 #
 # Each step is skipped when its output exists, so running it again continues where it stopped (the SSP-IR step
 # resumes from its latest checkpoint). The shipped weights were made by exactly these commands on a 2-core CPU
-# (about 80 minutes in all); on a GPU the same commands take a few minutes (the last step picks the GPU by itself).
+# (about 80 minutes in all); on a GPU the same commands take minutes (the training steps pick the GPU by themselves).
+# The last step refuses to replace the model already in the package: pass --overwrite (given to export.py) for that.
 set -euo pipefail
 
 WORK=${WORK:-demo_work}
 MATE_DIR=${MATE_DIR:-/usr/share/backgrounds/mate}
 HERE=$(dirname "$0")
 
-[ -d "$WORK/data/train" ] || python "$HERE/prepare_data.py" --mate_dir "$MATE_DIR" --output_dir "$WORK/data"
+[ -f "$WORK/data/sample/gt/ladybird.png" ] || python "$HERE/prepare_data.py" --mate_dir "$MATE_DIR" --output_dir "$WORK/data"
 [ -f "$WORK/vae/config.json" ] || python "$HERE/train_vae.py" --train_dir "$WORK/data/train" --output_dir "$WORK/vae"
 [ -f "$WORK/base/sd/model_index.json" ] || python "$HERE/build_components.py" --vae "$WORK/vae" --output_dir "$WORK/base"
 if [ ! -f "$WORK/sspir/model_index.json" ]; then

@@ -62,12 +62,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kl_weight", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a VAE already in --output_dir.")
     args = parser.parse_args(argv)
+    for name in ("steps", "batch_size", "resolution"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if (args.output_dir / "config.json").exists() and not args.overwrite:
+        parser.error(f"--output_dir {args.output_dir} already holds a VAE; pass --overwrite to replace it")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     torch.manual_seed(args.seed)
     generator = np.random.default_rng(args.seed)
     photos = [np.asarray(Image.open(path).convert("RGB")) for path in list_images(args.train_dir)]
+    side = max(args.resolution, 128)  # the final check uses 128-pixel crops
+    if not photos or min(min(photo.shape[:2]) for photo in photos) < side:
+        parser.error(f"--train_dir {args.train_dir} needs images of at least {side}x{side} pixels")
     vae = AutoencoderKL(**VAE_CONFIG).to(args.device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.learning_rate, weight_decay=0.0)
     warmup = max(1, min(200, args.steps // 10))

@@ -199,7 +199,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
 
         Stable Diffusion's VAE, text encoder, tokenizer and UNet weights are reused (the UNet gains zero-initialised
         dual-prior branches, so it still computes exactly what SD computes), the ControlNet is copied from the UNet,
-        and the structure processor and refine layer are freshly initialised. The scheduler is a `DDIMScheduler`
+        and the structure processor (one stride-2 stage per halving of the VAE, so its output lands on the latent
+        grid) and refine layer are freshly initialised. The scheduler is a `DDIMScheduler`
         with Stable Diffusion's scheduler config.
 
         Args:

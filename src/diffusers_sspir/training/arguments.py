@@ -30,7 +30,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=(
             "Train SSP-IR from Stable Diffusion 1.5 (ControlNet, structure processor, dual-prior branches, refine "
-            "layer; everything else frozen)."
+            "layer; everything else frozen unless --train_unet)."
             if mode == FULL
             else "Fine-tune a trained SSP-IR pipeline on a domain with LoRA adapters (only the adapters train)."
         ),

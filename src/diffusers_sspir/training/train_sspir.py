@@ -1,5 +1,6 @@
 """Full SSP-IR training from Stable Diffusion 1.5 (or from a saved SSP-IR pipeline): the ControlNet, structure
-processor, dual-prior branches and refine layer train; everything else is frozen.
+processor, dual-prior branches and refine layer train; everything else is frozen (`--train_unet` trains the
+whole UNet too, e.g. for a model trained from scratch).
 
 Run it with `accelerate launch examples/train_sspir.py --help` (or `python -m diffusers_sspir.training.train_sspir`).
 """
