@@ -12,6 +12,7 @@ from transformers import (
 )
 
 from diffusers_sspir import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
+from diffusers_sspir.models import is_branch_parameter
 
 UNET_CONFIG = dict(
     block_out_channels=(8, 16),
@@ -110,15 +111,19 @@ def randomize_branches(model: torch.nn.Module, seed: int = 0, std: float = 0.3) 
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if ".processor." in name or "controlnet_" in name or "conv_out" in name:
+            if is_branch_parameter(name) or "controlnet_" in name or "conv_out" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
 
 
-def make_sspir_components(seed: int = 0, trained: bool = True) -> dict:
-    """The components of a tiny SSP-IR pipeline; `trained` gives the zero-initialised parts random values."""
+BRANCH_TYPES = ("transformer", "attention")
+
+
+def make_sspir_components(seed: int = 0, trained: bool = True, branch_type: str = "transformer") -> dict:
+    """The components of a tiny SSP-IR pipeline with branches of `branch_type`; `trained` gives the zero-initialised
+    parts random values."""
     sd = make_stable_diffusion_components(seed)
     torch.manual_seed(seed)
-    unet = SSPIRUNet2DConditionModel(**UNET_CONFIG, image_embed_dim=IMAGE_EMBED_DIM).eval()
+    unet = SSPIRUNet2DConditionModel(**UNET_CONFIG, branch_type=branch_type, image_embed_dim=IMAGE_EMBED_DIM).eval()
     unet.load_state_dict(sd["unet"].state_dict(), strict=False)
     controlnet = SSPIRControlNetModel.from_unet(unet).eval()
     structure_processor = StructureProcessor(

@@ -7,13 +7,13 @@ or captioner is needed (torch, diffusers and transformers take seconds to import
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "Captioner": ".captioners",
     "FixedCaptioner": ".captioners",
     "VLMCaptioner": ".captioners",
-    "DualPriorAttnProcessor": ".models",
+    "DualPriorAttention": ".models",
     "DualPriorInputs": ".models",
     "ImageTokenRefiner": ".models",
     "SSPIRControlNetModel": ".models",
@@ -27,7 +27,7 @@ _EXPORTS = {
 
 __all__ = [
     "Captioner",
-    "DualPriorAttnProcessor",
+    "DualPriorAttention",
     "DualPriorInputs",
     "FixedCaptioner",
     "ImageTokenRefiner",
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .captioners import Captioner, FixedCaptioner, VLMCaptioner
     from .demo import demo_model_path
     from .models import (
-        DualPriorAttnProcessor,
+        DualPriorAttention,
         DualPriorInputs,
         ImageTokenRefiner,
         SSPIRControlNetModel,
@@ -56,7 +56,19 @@ if TYPE_CHECKING:
     from .pipelines import SSPIRPipeline, SSPIRPipelineOutput
 
 
+_REMOVED = {
+    "DualPriorAttnProcessor": (
+        "DualPriorAttnProcessor was removed in diffusers-sspir 0.2: the dual-prior branches are ordinary modules now, "
+        "so diffusers' own attention switches work on them. The light branches are `DualPriorAttention` layers "
+        "(branch_type='attention'), the paper's are transformers in the blocks (branch_type='transformer'); see "
+        "docs/architecture.md."
+    ),
+}
+
+
 def __getattr__(name: str):
+    if name in _REMOVED:
+        raise AttributeError(_REMOVED[name])
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -1,16 +1,19 @@
-from .attention import DualPriorAttnProcessor, DualPriorInputs, install_dual_prior_processors
+from .attention import DualPriorAttention, DualPriorInputs
+from .branches import BRANCH_TYPES, install_dual_prior_branches, is_branch_parameter
 from .controlnet import SSPIRControlNetModel
 from .refiner import ImageTokenRefiner
 from .structure_processor import StructureProcessor, StructureProcessorOutput
 from .unet import SSPIRUNet2DConditionModel
 
 __all__ = [
-    "DualPriorAttnProcessor",
+    "BRANCH_TYPES",
+    "DualPriorAttention",
     "DualPriorInputs",
     "ImageTokenRefiner",
     "SSPIRControlNetModel",
     "SSPIRUNet2DConditionModel",
     "StructureProcessor",
     "StructureProcessorOutput",
-    "install_dual_prior_processors",
+    "install_dual_prior_branches",
+    "is_branch_parameter",
 ]

@@ -6,17 +6,19 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.controlnets.controlnet import ControlNetModel, ControlNetOutput
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up here)
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from torch import nn
 
 from ._utils import extend_init_signature, keyword, place_like
-from .attention import DualPriorAttentionMixin, DualPriorInputs, install_dual_prior_processors
+from .attention import DualPriorInputs
+from .branches import DualPriorBranchesMixin, install_dual_prior_branches
 from .unet import SSPIRUNet2DConditionModel
 
 
-class SSPIRControlNetModel(DualPriorAttentionMixin, ControlNetModel):
+class SSPIRControlNetModel(DualPriorBranchesMixin, ControlNetModel):
     r"""
     A diffusers [`~diffusers.ControlNetModel`] whose conditioning input is the feature map of the
-    [`StructureProcessor`] and whose cross-attention layers carry SSP-IR's image branch.
+    [`StructureProcessor`] and whose blocks with cross-attention carry SSP-IR's image branch.
 
     As in the reference method, the structure features (already at latent resolution and of width
     `block_out_channels[0]`) are added to the output of `conv_in`; the stock hint encoder
@@ -24,23 +26,30 @@ class SSPIRControlNetModel(DualPriorAttentionMixin, ControlNetModel):
     `ControlNetModel`, plus:
 
     Args:
+        branch_type (`str`, defaults to `"transformer"`):
+            `"transformer"` (the paper's: an image transformer before each SD transformer) or `"attention"` (light:
+            an image attention inside each cross-attention layer), as the UNet's.
         image_embed_dim (`int`, *optional*, defaults to 512):
             Width of the refined image tokens; `None` builds the ControlNet without image branches.
     """
 
     @register_to_config
-    @extend_init_signature(ControlNetModel.__init__, image_embed_dim=keyword(512, "int | None"))
-    def __init__(self, *, image_embed_dim: int | None = 512, **controlnet_kwargs):
+    @extend_init_signature(
+        ControlNetModel.__init__,
+        branch_type=keyword("transformer", "str"),
+        image_embed_dim=keyword(512, "int | None"),
+    )
+    def __init__(self, *, branch_type: str = "transformer", image_embed_dim: int | None = 512, **controlnet_kwargs):
         super().__init__(**controlnet_kwargs)
         self.controlnet_cond_embedding = nn.Identity()
-        install_dual_prior_processors(self, image_embed_dim=image_embed_dim, pixel_attention=False)
+        install_dual_prior_branches(self, branch_type=branch_type, image_embed_dim=image_embed_dim)
 
     @classmethod
     def from_unet(cls, unet: SSPIRUNet2DConditionModel, load_weights_from_unet: bool = True) -> "SSPIRControlNetModel":
         r"""
         Builds the ControlNet from an SSP-IR UNet: same encoder configuration, and (by default) a copy of its
-        `conv_in`, time embedding, down and mid blocks, including their image branches. The zero convolutions start
-        at zero, so the residuals of a fresh ControlNet are zero.
+        `conv_in`, time embedding, down and mid blocks, including their image branches (same `branch_type`). The
+        zero convolutions start at zero, so the residuals of a fresh ControlNet are zero.
 
         Args:
             unet (`SSPIRUNet2DConditionModel`): the UNet to copy.
@@ -52,9 +61,21 @@ class SSPIRControlNetModel(DualPriorAttentionMixin, ControlNetModel):
                 "Diffusion UNet with `SSPIRPipeline.from_stable_diffusion` or `SSPIRUNet2DConditionModel.from_config`."
             )
         # Reuse diffusers' config mapping and weight copy; only the constructor gains the image branch width.
-        factory = functools.partial(cls, image_embed_dim=unet.config.image_embed_dim)
+        factory = functools.partial(
+            cls, branch_type=unet.config.branch_type, image_embed_dim=unet.config.image_embed_dim
+        )
         controlnet = ControlNetModel.from_unet.__func__(factory, unet, load_weights_from_unet=load_weights_from_unet)
         return place_like(controlnet, unet)
+
+    def fuse_qkv_projections(self) -> None:
+        r"""Fuses the query/key/value projections of every attention layer, SD's and the branches' (see
+        [`~diffusers.UNet2DConditionModel.fuse_qkv_projections`]). diffusers 0.42's `ControlNetModel` fuses only its
+        newer attention class, none of the layers it is built of, so this uses the UNet's implementation."""
+        UNet2DConditionModel.fuse_qkv_projections(self)
+
+    def unfuse_qkv_projections(self) -> None:
+        r"""Undoes [`~SSPIRControlNetModel.fuse_qkv_projections`]."""
+        UNet2DConditionModel.unfuse_qkv_projections(self)
 
     def load_lora_adapter(self, pretrained_model_name_or_path_or_dict, prefix: str | None = None, **kwargs) -> None:
         r"""

@@ -1,4 +1,4 @@
-"""The Stable Diffusion UNet carrying SSP-IR's dual-prior attention."""
+"""The Stable Diffusion UNet carrying SSP-IR's dual-prior branches."""
 
 import torch
 from diffusers.configuration_utils import register_to_config
@@ -6,39 +6,71 @@ from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel, UNet2DConditionOutput
 
 from ._utils import extend_init_signature, keyword, place_like
-from .attention import DualPriorAttentionMixin, DualPriorInputs, install_dual_prior_processors
+from .attention import DualPriorInputs
+from .branches import DualPriorBranchesMixin, install_dual_prior_branches, is_branch_parameter
 
 
-class SSPIRUNet2DConditionModel(DualPriorAttentionMixin, UNet2DConditionModel):
+class SSPIRUNet2DConditionModel(DualPriorBranchesMixin, UNet2DConditionModel):
     r"""
-    The Stable Diffusion [`~diffusers.UNet2DConditionModel`] with SSP-IR's dual-prior attention installed on its
-    cross-attention layers (image branch everywhere, pixel branch in the up blocks).
+    The Stable Diffusion [`~diffusers.UNet2DConditionModel`] with SSP-IR's dual-prior branches: an image branch
+    (attending to the refined CLIP image tokens) in every block with cross-attention, and a pixel branch (attending to
+    the ControlNet residual of the skip connection) in the up blocks.
 
     Takes every argument of `UNet2DConditionModel` (same defaults), plus:
 
     Args:
+        branch_type (`str`, defaults to `"transformer"`):
+            `"transformer"`: the paper's layout, a whole transformer per branch before (image) and after (pixel) SD's
+            own, and pixel transformers after each ResNet of up blocks without attention; `"attention"`: the light
+            layout, one attention per branch inside SD's cross-attention layers. See docs/architecture.md.
         image_embed_dim (`int`, *optional*, defaults to 512):
             Width of the refined image tokens; `None` builds the UNet without image branches.
         pixel_attention (`bool`, defaults to `True`):
             Whether the up blocks attend to the ControlNet residual of their skip connection.
+        up_block_0_pixel_heads (`int`, *optional*):
+            Heads of the pixel transformers in up blocks without SD attention (SD-1.5's up block 0). `None` (the
+            default) gives them the block's own head count, like every other branch; the authors' code has 1, which
+            converted research checkpoints keep. Transformer kind only.
 
     The new branches start at zero output: built from a Stable Diffusion config and loaded with its weights
-    (see `SSPIRPipeline.from_stable_diffusion`), the model computes exactly what the stock UNet computes.
+    (see `SSPIRPipeline.from_stable_diffusion`), the model computes exactly what the stock UNet computes. Stable
+    Diffusion's own parameters keep their stock names, so Stable Diffusion LoRAs load into it.
     """
 
     @register_to_config
     @extend_init_signature(
         UNet2DConditionModel.__init__,
+        branch_type=keyword("transformer", "str"),
         image_embed_dim=keyword(512, "int | None"),
         pixel_attention=keyword(True, "bool"),
+        up_block_0_pixel_heads=keyword(None, "int | None"),
     )
-    def __init__(self, *, image_embed_dim: int | None = 512, pixel_attention: bool = True, **unet_kwargs):
+    def __init__(
+        self,
+        *,
+        branch_type: str = "transformer",
+        image_embed_dim: int | None = 512,
+        pixel_attention: bool = True,
+        up_block_0_pixel_heads: int | None = None,
+        **unet_kwargs,
+    ):
         super().__init__(**unet_kwargs)
-        install_dual_prior_processors(self, image_embed_dim=image_embed_dim, pixel_attention=pixel_attention)
+        install_dual_prior_branches(
+            self,
+            branch_type=branch_type,
+            image_embed_dim=image_embed_dim,
+            pixel_attention=pixel_attention,
+            up_block_0_pixel_heads=up_block_0_pixel_heads,
+        )
 
     @classmethod
     def from_stable_diffusion_unet(
-        cls, unet: UNet2DConditionModel, image_embed_dim: int | None = 512, pixel_attention: bool = True
+        cls,
+        unet: UNet2DConditionModel,
+        branch_type: str = "transformer",
+        image_embed_dim: int | None = 512,
+        pixel_attention: bool = True,
+        up_block_0_pixel_heads: int | None = None,
     ) -> "SSPIRUNet2DConditionModel":
         r"""
         Builds an SSP-IR UNet from a stock Stable Diffusion UNet: same config and weights, new branches at zero.
@@ -49,14 +81,21 @@ class SSPIRUNet2DConditionModel(DualPriorAttentionMixin, UNet2DConditionModel):
 
         Args:
             unet (`UNet2DConditionModel`): the Stable Diffusion UNet.
+            branch_type (`str`, defaults to `"transformer"`): `"transformer"` (the paper's) or `"attention"` (light).
             image_embed_dim (`int`, *optional*, defaults to 512): width of the image tokens.
-            pixel_attention (`bool`, defaults to `True`): pixel attention in the up blocks.
+            pixel_attention (`bool`, defaults to `True`): pixel branches in the up blocks.
+            up_block_0_pixel_heads (`int`, *optional*): see the class docstring.
         """
         config = {k: v for k, v in unet.config.items() if not k.startswith("_")}
-        config.update(image_embed_dim=image_embed_dim, pixel_attention=pixel_attention)
+        config.update(
+            branch_type=branch_type,
+            image_embed_dim=image_embed_dim,
+            pixel_attention=pixel_attention,
+            up_block_0_pixel_heads=up_block_0_pixel_heads,
+        )
         model = place_like(cls.from_config(config), unet)
         result = model.load_state_dict(unet.state_dict(), strict=False)
-        not_branches = [key for key in result.missing_keys if ".processor." not in key]
+        not_branches = [key for key in result.missing_keys if not is_branch_parameter(key)]
         if result.unexpected_keys or not_branches:
             raise ValueError(
                 f"{type(unet).__name__} does not match an SSP-IR UNet built from its config: unexpected keys "
@@ -85,7 +124,7 @@ class SSPIRUNet2DConditionModel(DualPriorAttentionMixin, UNet2DConditionModel):
                 without them the image branches are skipped.
             down_block_additional_residuals (`tuple[torch.Tensor]`, *optional*): the ControlNet's down residuals.
                 They are added to the skip connections as in any ControlNet pipeline and, with `pixel_attention`,
-                are also the keys/values of the up blocks' pixel attention.
+                are also the keys/values of the up blocks' pixel branches.
             mid_block_additional_residual (`torch.Tensor`, *optional*): the ControlNet's mid-block residual.
             **kwargs: any other argument of `UNet2DConditionModel.forward`.
         """

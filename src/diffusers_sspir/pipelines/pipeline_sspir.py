@@ -43,7 +43,6 @@ from ..image_ops import (
 )
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
-from ..models.attention import DualPriorAttentionMixin
 from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS
 
 logger = logging.get_logger(__name__)
@@ -188,8 +187,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         image_encoder: "str | os.PathLike | CLIPVisionModel",
         feature_extractor: "str | os.PathLike | CLIPImageProcessor | None" = None,
         captioner: Captioner | None = None,
+        branch_type: str = "transformer",
         image_embed_dim: int = 512,
         pixel_attention: bool = True,
+        up_block_0_pixel_heads: int | None = None,
         dtype: torch.dtype | None = None,
         torch_dtype: torch.dtype | None = None,
         **overrides,
@@ -198,9 +199,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         Builds an **untrained** SSP-IR from Stable Diffusion: the start of every training run.
 
         Stable Diffusion's VAE, text encoder, tokenizer and UNet weights are reused (the UNet gains zero-initialised
-        dual-prior branches, so it still computes exactly what SD computes), the ControlNet is copied from the UNet,
-        and the structure processor (one stride-2 stage per halving of the VAE, so its output lands on the latent
-        grid) and refine layer are freshly initialised. The scheduler is a `DDIMScheduler`
+        dual-prior branches of `branch_type`, so it still computes exactly what SD computes), the ControlNet is
+        copied from the UNet, and the structure processor (one stride-2 stage per halving of the VAE, so its output
+        lands on the latent grid) and refine layer are freshly initialised. The scheduler is a `DDIMScheduler`
         with Stable Diffusion's scheduler config.
 
         Args:
@@ -210,8 +211,13 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             feature_extractor (`str`, `os.PathLike` or `CLIPImageProcessor`, *optional*): defaults to the processor
                 saved with `image_encoder` when that is a path.
             captioner (`Captioner`, *optional*): the captioner to attach.
+            branch_type (`str`, defaults to `"transformer"`): the paper's layout (`"transformer"`: a whole
+                transformer per branch, ≈ 998 M trainable parameters at SD-1.5 size) or the light one
+                (`"attention"`: one attention per branch, ≈ 443 M); see docs/architecture.md.
             image_embed_dim (`int`, defaults to 512): width of the refined image tokens.
-            pixel_attention (`bool`, defaults to `True`): pixel attention in the UNet's up blocks.
+            pixel_attention (`bool`, defaults to `True`): pixel branches in the UNet's up blocks.
+            up_block_0_pixel_heads (`int`, *optional*): heads of the pixel transformers of SD-1.5's up block 0;
+                `None` gives them the block's head count (8), the authors' code has 1.
             dtype (`torch.dtype`, *optional*): dtype to load the models in.
             torch_dtype (`torch.dtype`, *optional*): the older name of `dtype`, as in diffusers.
             **overrides: components to use as given instead (e.g. `scheduler=`, `structure_processor=`).
@@ -243,7 +249,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         sd_unet = components.pop("unet")
         if "unet" not in overrides:
             components["unet"] = SSPIRUNet2DConditionModel.from_stable_diffusion_unet(
-                sd_unet, image_embed_dim=image_embed_dim, pixel_attention=pixel_attention
+                sd_unet,
+                branch_type=branch_type,
+                image_embed_dim=image_embed_dim,
+                pixel_attention=pixel_attention,
+                up_block_0_pixel_heads=up_block_0_pixel_heads,
             )
         unet = overrides.get("unet", components.get("unet"))
 
@@ -327,27 +337,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             )
         super().save_pretrained(save_directory, **kwargs)
 
-    def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op: Callable | None = None) -> None:
-        r"""
-        What `enable_xformers_memory_efficient_attention()` / `disable_...()` call. diffusers' version walks every
-        submodule and would replace the dual-prior processors of the UNet and ControlNet; here those two switch their
-        kernels themselves (keeping the branches), and every other model is handled as diffusers does.
-        """
-        for name in self._get_signature_keys(self)[0]:
-            module = getattr(self, name, None)
-            if isinstance(module, DualPriorAttentionMixin):
-                module.set_use_memory_efficient_attention_xformers(valid, attention_op)
-            elif isinstance(module, torch.nn.Module):
-                for submodule in module.modules():
-                    if hasattr(submodule, "set_use_memory_efficient_attention_xformers"):
-                        submodule.set_use_memory_efficient_attention_xformers(valid, attention_op)
-
     # ------------------------------------------------------------------ speed
 
     def fuse_qkv_projections(self, unet: bool = True, vae: bool = True, controlnet: bool = True) -> None:
         r"""
         Fuses the query, key and value projections (key and value in cross-attention) into one matrix product, in
-        Stable Diffusion's layers and in the dual-prior branches. Unlike diffusers' version, the ControlNet is fused
+        Stable Diffusion's layers and in the dual-prior branches. Unlike diffusers' pipelines, the ControlNet is fused
         too. The output is the same up to rounding. Call it before [`~SSPIRPipeline.compile`].
 
         Args:

@@ -5,6 +5,8 @@ import os
 
 import PIL.Image
 
+from ..defaults import BRANCH_TYPES
+
 FULL, LORA = "full", "lora"
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -41,6 +43,13 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     if mode == FULL:
         model.add_argument("--pretrained_model_name_or_path", help="Stable Diffusion 1.5 folder or Hub id.")
         model.add_argument("--image_encoder", help="CLIP vision encoder folder or Hub id (with its processor).")
+        model.add_argument(
+            "--branch_type",
+            choices=BRANCH_TYPES,
+            default="transformer",
+            help="Dual-prior branches: 'transformer' (the paper's layout, ~998 M trainable parameters at SD-1.5 "
+            "size) or 'attention' (light, ~443 M). Ignored with --pretrained_sspir (the saved model's kind is used).",
+        )
         model.add_argument("--image_embed_dim", type=int, default=512, help="Width of the refined image tokens.")
         model.add_argument("--no_pixel_attention", action="store_true", help="Build without pixel attention.")
         model.add_argument(

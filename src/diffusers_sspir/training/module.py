@@ -6,10 +6,15 @@ import re
 import torch
 from torch import nn
 
-from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
+from ..models import (
+    ImageTokenRefiner,
+    SSPIRControlNetModel,
+    SSPIRUNet2DConditionModel,
+    StructureProcessor,
+    is_branch_parameter,
+)
 
-BRANCH_MARKER = ".processor."
-# Stable Diffusion's own text cross-attention projections (`attn2.to_q/k/v/out`), not the branches installed on it.
+# Stable Diffusion's own text cross-attention projections (`attn2.to_q/k/v/out`); the branches' are excluded by name.
 TEXT_ATTENTION = re.compile(r"\.attn2\.to_(q|k|v|out)\.")
 
 
@@ -87,12 +92,12 @@ def select_full_training_parameters(
     for part in (module.controlnet, module.structure_processor, module.image_refiner):
         part.requires_grad_(True)
     for name, parameter in module.unet.named_parameters():
-        if train_unet or BRANCH_MARKER in name:
+        if train_unet or is_branch_parameter(name):
             parameter.requires_grad_(True)
     if freeze_text_attention:
         for part in (module.unet, module.controlnet):
             for name, parameter in part.named_parameters():
-                if TEXT_ATTENTION.search(name):
+                if TEXT_ATTENTION.search(name) and not is_branch_parameter(name):
                     parameter.requires_grad_(False)
     return trainable_parameters(module)
 

@@ -23,6 +23,7 @@ def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
     return SSPIRPipeline.from_stable_diffusion(
         args.pretrained_model_name_or_path,
         image_encoder=args.image_encoder,
+        branch_type=args.branch_type,
         image_embed_dim=args.image_embed_dim,
         pixel_attention=not args.no_pixel_attention,
         dtype=torch.float32,

@@ -15,9 +15,10 @@ import torch
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
+from ..models.branches import BRANCH_KEY_MARKERS
 from ..pipelines import SSPIRPipeline
 from .arguments import LORA
-from .module import BRANCH_MARKER, SSPIRTrainingModule, trainable_parameters
+from .module import SSPIRTrainingModule, trainable_parameters
 from .trainer import TrainingParts, run_script
 
 
@@ -28,7 +29,8 @@ def lora_target_modules(names: str, on_branches: bool) -> str:
     if not projections:
         raise ValueError(f"--lora_target_modules names no module: {names!r}.")
     alternatives = "|".join(re.escape(name) for name in projections)
-    exclude = "" if on_branches else rf"(?!.*{re.escape(BRANCH_MARKER)})"
+    branches = "|".join(re.escape(marker) for marker in BRANCH_KEY_MARKERS)
+    exclude = "" if on_branches else rf"(?!.*({branches}))"
     return rf"^{exclude}.*\.({alternatives})$"
 
 
