@@ -54,7 +54,8 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
                             "--steps", "2", "--batch_size", "2", "--resolution", "32"])  # fmt: skip
     load("build_components").main(["--vae", str(work / "vae"), "--output_dir", str(work / "base")])
     train_sspir(["--pretrained_model_name_or_path", str(work / "base" / "sd"), "--image_encoder",
-                 str(work / "base" / "clip"), "--image_embed_dim", "64", "--train_unet", "--freeze_text_attention",
+                 str(work / "base" / "clip"), "--branch_type", "attention", "--image_embed_dim", "64",
+                 "--train_unet", "--freeze_text_attention",
                  "--train_data_dir", str(work / "data" / "train"), "--resolution", "64", "--train_batch_size", "2",
                  "--max_train_steps", "2", "--output_dir", str(work / "sspir"), "--report_to", "none"])  # fmt: skip
     export = load("export")

@@ -19,7 +19,7 @@ HERE=$(dirname "$0")
 [ -f "$WORK/base/sd/model_index.json" ] || python "$HERE/build_components.py" --vae "$WORK/vae" --output_dir "$WORK/base"
 if [ ! -f "$WORK/sspir/model_index.json" ]; then
     python "$HERE/../train_sspir.py" \
-        --pretrained_model_name_or_path "$WORK/base/sd" --image_encoder "$WORK/base/clip" --image_embed_dim 64 \
+        --pretrained_model_name_or_path "$WORK/base/sd" --image_encoder "$WORK/base/clip" --branch_type attention --image_embed_dim 64 \
         --train_unet --freeze_text_attention \
         --train_data_dir "$WORK/data/train" --resolution 256 --scale 4 \
         --train_batch_size 4 --max_train_steps 5000 \

@@ -6,6 +6,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UniPCMultistepScheduler
 
 from diffusers_sspir import FixedCaptioner, SSPIRControlNetModel, SSPIRPipeline, SSPIRUNet2DConditionModel
+from diffusers_sspir.models import is_branch_parameter
 
 from .test_pipeline_sspir import call_kwargs
 
@@ -22,15 +23,18 @@ def build(folders, **kwargs):
     return pipe
 
 
-def test_builds_from_folders_with_sd_weights_and_zero_branches(folders):
+@pytest.mark.parametrize("branch_type", tiny.BRANCH_TYPES)
+def test_builds_from_folders_with_sd_weights_and_zero_branches(folders, branch_type):
     sd = folders[0]
-    pipe = build(folders)
+    pipe = build(folders, branch_type=branch_type)
+    assert pipe.unet.config.branch_type == pipe.controlnet.config.branch_type == branch_type
     assert isinstance(pipe.unet, SSPIRUNet2DConditionModel) and isinstance(pipe.controlnet, SSPIRControlNetModel)
     assert isinstance(pipe.scheduler, DDIMScheduler)
     sspir_state = pipe.unet.state_dict()
     for key, value in sd.unet.state_dict().items():
         torch.testing.assert_close(sspir_state[key], value, rtol=0, atol=0)
-    branches = {k: v for k, v in sspir_state.items() if ".processor." in k and "to_out" in k}
+    output = "proj_out" if branch_type == "transformer" else "to_out"  # the branches' output projections
+    branches = {k: v for k, v in sspir_state.items() if is_branch_parameter(k) and output in k}
     assert branches and all(v.abs().max() == 0 for v in branches.values())
     assert pipe.structure_processor.conv_out.weight.abs().max() == 0
     assert pipe.image_refiner.config.in_dim == 16 and pipe.image_refiner.config.out_dim == 12
@@ -40,9 +44,10 @@ def test_builds_from_folders_with_sd_weights_and_zero_branches(folders):
     )
 
 
-def test_untrained_model_denoises_exactly_like_stable_diffusion(folders):
+@pytest.mark.parametrize("branch_type", tiny.BRANCH_TYPES)
+def test_untrained_model_denoises_exactly_like_stable_diffusion(folders, branch_type):
     sd = folders[0]
-    pipe = build(folders)
+    pipe = build(folders, branch_type=branch_type)
     latents, t, text = torch.randn(1, 4, 8, 8), torch.tensor(400), torch.randn(1, 7, 16)
     with torch.no_grad():
         features = pipe.structure_processor(torch.rand(1, 3, 64, 64)).features

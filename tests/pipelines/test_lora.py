@@ -1,5 +1,5 @@
 """LoRA on an SSP-IR pipeline: UNet and text encoder through the pipeline loader, ControlNet through its adapter
-methods, with the dual-prior processors installed."""
+methods, with the dual-prior branches in place; Stable Diffusion LoRAs (kohya format) load into the SSP-IR UNet."""
 
 import numpy as np
 import peft
@@ -8,7 +8,8 @@ import torch
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from diffusers_sspir import DualPriorAttnProcessor, SSPIRPipeline
+from diffusers_sspir import SSPIRPipeline, SSPIRUNet2DConditionModel
+from diffusers_sspir.models import is_branch_parameter
 
 from .test_pipeline_sspir import call_kwargs, make_pipe
 
@@ -47,16 +48,14 @@ def test_unet_and_text_encoder_lora_round_trip(tmp_path, with_text_encoder):
         text_layers = get_peft_model_state_dict(pipe.text_encoder)
     with_lora = run(pipe)
     assert np.abs(with_lora - base).max() > 1e-4
-    # LoRA layers also wrap the branches' projections, and the processors stay installed.
+    # LoRA layers also wrap the branches' projections.
     unet_state = get_peft_model_state_dict(pipe.unet)
-    assert any(".processor.image_attn." in key for key in unet_state)
-    assert len(pipe.unet._dual_prior_processors()) == 4
+    assert any(is_branch_parameter(key) for key in unet_state)
     SSPIRPipeline.save_lora_weights(tmp_path, unet_lora_layers=unet_state, text_encoder_lora_layers=text_layers)
     assert (tmp_path / "pytorch_lora_weights.safetensors").is_file()
 
     fresh = make_pipe()
     fresh.load_lora_weights(tmp_path)
-    assert all(isinstance(p, DualPriorAttnProcessor) for p in fresh.unet._dual_prior_processors().values())
     np.testing.assert_allclose(run(fresh), with_lora, atol=1e-5)
 
     fresh.fuse_lora()
@@ -125,3 +124,58 @@ def test_lora_keeps_working_after_kernel_switch(model):
     expected = run(pipe)
     getattr(pipe, model).set_default_attn_processor()
     np.testing.assert_allclose(run(pipe), expected, atol=1e-5)
+
+
+def write_kohya_lora(unet, path, seed=0):
+    """A LoRA for the Stable Diffusion layers of `unet` in kohya's sd-scripts key format (`lora_unet_<module>` with
+    `lora_down`/`lora_up`/`alpha`), as SD-1.5 LoRAs (e.g. LCM-LoRA) are shared."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, module in unet.named_modules():
+        if is_branch_parameter(name + ".") or not isinstance(module, torch.nn.Linear):
+            continue
+        if name.split(".")[-1] not in ("to_q", "to_k", "to_v", "0") or "attentions" not in name:
+            continue
+        key = "lora_unet_" + name.replace(".", "_")
+        tensors[f"{key}.lora_down.weight"] = torch.randn(2, module.in_features, generator=generator) * 0.5
+        tensors[f"{key}.lora_up.weight"] = torch.randn(module.out_features, 2, generator=generator) * 0.5
+        tensors[f"{key}.alpha"] = torch.tensor(2.0)
+    save_file(tensors, path)
+    return tensors
+
+
+@pytest.mark.parametrize("branch_type", ["transformer", "attention"])
+def test_stable_diffusion_kohya_lora_loads_into_the_sspir_unet(tmp_path, branch_type):
+    """An SD-1.5 LoRA (kohya keys) changes an untrained SSP-IR UNet exactly as it changes Stable Diffusion's."""
+    import tiny
+    from diffusers import StableDiffusionPipeline
+
+    sd_components = tiny.make_stable_diffusion_components()
+    stock = StableDiffusionPipeline(
+        **sd_components, safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False
+    )
+    unet = SSPIRUNet2DConditionModel.from_stable_diffusion_unet(
+        sd_components["unet"], branch_type=branch_type, image_embed_dim=tiny.IMAGE_EMBED_DIM
+    )
+    components = tiny.make_sspir_components(trained=False, branch_type=branch_type)
+    pipe = SSPIRPipeline(**{**components, "unet": unet})
+    tensors = write_kohya_lora(stock.unet, tmp_path / "kohya.safetensors")
+    assert len(tensors) > 10
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(
+        sample=torch.randn(1, 4, 16, 16, generator=generator),
+        timestep=torch.tensor(300),
+        encoder_hidden_states=torch.randn(1, 7, 16, generator=generator),
+    )
+    with torch.no_grad():
+        before = stock.unet(**inputs).sample
+    for target in (stock, pipe):
+        target.load_lora_weights(tmp_path, weight_name="kohya.safetensors")
+    with torch.no_grad():
+        expected = stock.unet(**inputs).sample
+        actual = pipe.unet(**inputs, image_embeds=torch.randn(1, 5, tiny.IMAGE_EMBED_DIM)).sample
+    assert (expected - before).abs().max() > 1e-3  # the LoRA does something
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)

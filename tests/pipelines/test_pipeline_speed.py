@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tiny
 import torch
-from diffusers.models.attention_processor import AttnProcessor2_0, FusedAttnProcessor2_0
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0, FusedAttnProcessor2_0
 
 from diffusers_sspir import SSPIRPipeline
 
@@ -47,7 +47,8 @@ def mark_steps(monkeypatch):
 
 
 def kernels(model) -> set[type]:
-    return {type(processor.kernel) for processor in model._dual_prior_processors().values()}
+    """The processor types of every attention layer, SD's and the branches'."""
+    return {type(processor) for processor in model.attn_processors.values()}
 
 
 def test_fuse_qkv_projections_covers_the_controlnet_and_keeps_the_output():
@@ -56,7 +57,7 @@ def test_fuse_qkv_projections_covers_the_controlnet_and_keeps_the_output():
     pipe.fuse_qkv_projections()
     for model in (pipe.unet, pipe.controlnet):
         assert kernels(model) == {FusedAttnProcessor2_0}
-        assert all(p.image_attn.fused_projections for p in model._dual_prior_processors().values())
+        assert all(m.fused_projections for m in model.modules() if isinstance(m, Attention))
     np.testing.assert_allclose(pipe(**call_kwargs()).images, expected, atol=ATOL)
     pipe.unfuse_qkv_projections()
     assert kernels(pipe.unet) == kernels(pipe.controlnet) == {AttnProcessor2_0}
@@ -177,5 +178,4 @@ def test_unfuse_after_a_second_fuse_without_controlnet_unfuses_the_controlnet():
     pipe.fuse_qkv_projections()
     pipe.fuse_qkv_projections(controlnet=False)
     pipe.unfuse_qkv_projections()
-    layers = pipe.controlnet._attention_layers().values()
-    assert not any(isinstance(layer.processor, FusedAttnProcessor2_0) for layer in layers)
+    assert FusedAttnProcessor2_0 not in kernels(pipe.controlnet)

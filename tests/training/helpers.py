@@ -14,7 +14,7 @@ def smooth_image(seed: int, size: int = 96) -> Image.Image:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
     channels = [np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y + rng.uniform())) for _ in "rgb"]
-    image = (np.stack(channels, -1) * 0.35 + 0.5)
+    image = np.stack(channels, -1) * 0.35 + 0.5
     side = max(size // 5, 2)
     for _ in range(3):
         top, left = rng.integers(0, size - side, 2)

@@ -14,6 +14,7 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from diffusers_sspir import SSPIRPipeline
+from diffusers_sspir.models import is_branch_parameter
 from diffusers_sspir.training import checkpoint as checkpoint_module
 from diffusers_sspir.training import trainer as trainer_module
 from diffusers_sspir.training.arguments import FULL, parse_args
@@ -28,23 +29,24 @@ def sd(tmp_path_factory):
     return sd_args(tmp_path_factory.mktemp("models"))
 
 
-@pytest.mark.parametrize("layout", ["hq_only", "paired"])
-def test_two_steps_from_stable_diffusion_give_a_loadable_pipeline(tmp_path, sd, layout):
+@pytest.mark.parametrize("layout, branch_type", [("hq_only", "transformer"), ("paired", "attention")])
+def test_two_steps_from_stable_diffusion_give_a_loadable_pipeline(tmp_path, sd, layout, branch_type):
     data = (make_hq_folder if layout == "hq_only" else make_paired_folder)(tmp_path / "data")
     smooth_image(7, 16).save(tmp_path / "val.png")
     output = tmp_path / "run"
     main([*sd, *common_args(data, output), "--validation_image", str(tmp_path / "val.png"),
-          "--validation_steps", "2", "--validation_inference_steps", "2"])  # fmt: skip
+          "--validation_steps", "2", "--validation_inference_steps", "2", "--branch_type", branch_type])  # fmt: skip
 
     assert (output / "checkpoint-2" / "state.json").is_file()
     assert (output / "validation" / "step-0000002" / "val.png").is_file()
     pipe = SSPIRPipeline.from_pretrained(output)
+    assert pipe.unet.config.branch_type == pipe.controlnet.config.branch_type == branch_type
     result = pipe(smooth_image(3, 16), prompt="a photo", num_inference_steps=2, output_type="np")
     assert result.images.shape == (1, 64, 64, 3) and np.isfinite(result.images).all()
     # The frozen parts are Stable Diffusion's, unchanged; the trained ones moved.
     trained = load_file(output / "checkpoint-2" / "trainable.safetensors")
-    assert any(".processor.image_attn." in name for name in trained)
-    assert not any(name.startswith("unet.") and ".processor." not in name for name in trained)
+    assert any(".image_att" in name and name.startswith("unet.") for name in trained)
+    assert not any(name.startswith("unet.") and not is_branch_parameter(name) for name in trained)
     assert any(name.startswith("structure_processor.") for name in trained)
 
 
@@ -235,12 +237,13 @@ def test_train_unet_trains_all_of_the_unet_and_can_keep_the_text_attention(tmp_p
     args = parse_args(FULL, [*sd, *common_args(data, tmp_path / "run"), "--train_unet", "--freeze_text_attention"])
     parts = build(args)
     unet_names = {f"unet.{name}" for name, _ in parts.pipe.unet.named_parameters()}
-    text_attention = {name for name in unet_names if ".attn2.to_" in name and ".processor." not in name}
+    text_attention = {name for name in unet_names if ".attn2.to_" in name and not is_branch_parameter(name)}
     assert text_attention and unet_names - text_attention <= set(parts.trainable)
     assert not text_attention & set(parts.trainable)
-    assert not any(".attn2.to_" in name and ".processor." not in name for name in parts.trainable)
+    assert not any(".attn2.to_" in name and not is_branch_parameter(name) for name in parts.trainable)
+    assert any(".attn2.to_" in name and is_branch_parameter(name) for name in parts.trainable)  # branches train
     assert any(name.startswith("controlnet.") for name in parts.trainable)
     # Without the flags, SSP-IR's own selection: only the UNet's branches.
     default = build(parse_args(FULL, [*sd, *common_args(data, tmp_path / "run2")]))
-    assert all(".processor." in name for name in default.trainable if name.startswith("unet."))
+    assert all(is_branch_parameter(name) for name in default.trainable if name.startswith("unet."))
     assert any(".attn2.to_k." in name for name in default.trainable if name.startswith("controlnet."))

@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffusers_sspir import SSPIRPipeline
+from diffusers_sspir.models import is_branch_parameter
 from diffusers_sspir.training.train_sspir_lora import lora_target_modules, main
 
 from .helpers import common_args, make_hq_folder, save_sspir, smooth_image
@@ -33,7 +34,7 @@ def test_lora_run_saves_adapters_that_the_pipeline_loads(tmp_path, sspir_folder)
 
     unet_layers = load_file(output / "pytorch_lora_weights.safetensors")
     assert unet_layers and all("lora" in key for key in unet_layers)
-    assert not any(".processor." in key for key in unet_layers)  # branches are not adapted by default
+    assert not any(is_branch_parameter(key) for key in unet_layers)  # branches are not adapted by default
     assert list((output / "controlnet").glob("*.safetensors"))
     checkpoint = load_file(output / "checkpoint-2" / "trainable.safetensors")
     assert checkpoint and all("lora_" in key for key in checkpoint)  # nothing but adapters trained
@@ -55,16 +56,18 @@ def test_lora_on_branches_adapts_the_branch_projections(tmp_path, sspir_folder):
     main(["--pretrained_sspir", str(sspir_folder), *common_args(data, output), "--rank", "2",
           "--lora_on_branches", "--lora_target_modules", "to_k,to_v"])  # fmt: skip
     keys = load_file(output / "pytorch_lora_weights.safetensors")
-    assert any(".processor.image_attn.to_k" in key for key in keys)
+    assert any(is_branch_parameter(key) and ".attn2.to_k" in key for key in keys)
     assert not any("to_q" in key or "to_out" in key for key in keys)
 
 
 @pytest.mark.parametrize(
     "names, on_branches, matches, rejects",
     [
-        ("to_q,to_out.0", False, ["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q",
-                                  "up.attn1.to_out.0"], ["up.attn2.processor.image_attn.to_q", "up.attn1.to_out"]),
-        ("to_q", True, ["up.attn2.processor.image_attn.to_q", "a.attn1.to_q"], ["a.attn1.to_qk"]),
+        ("to_q,to_out.0", False, ["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q", "up.attn1.to_out.0"],
+         ["up.attn2.image_attn.to_q", "up.attn1.to_out", "up_blocks.1.pixel_attentions.0.proj_in",
+          "down_blocks.0.image_attentions.0.transformer_blocks.0.attn1.to_q"]),
+        ("to_q", True, ["up.attn2.image_attn.to_q", "a.attn1.to_q",
+                        "up_blocks.1.pixel_attentions.0.transformer_blocks.0.attn2.to_q"], ["a.attn1.to_qk"]),
     ],
 )  # fmt: skip
 def test_target_module_pattern(names, on_branches, matches, rejects):

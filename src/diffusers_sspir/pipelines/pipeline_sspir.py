@@ -236,17 +236,18 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         dtype_kwargs = {"dtype": dtype} if dtype is not None else {}
         if isinstance(sd, DiffusionPipeline):
             parts = {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
-        else:
-            parts = {
-                "vae": AutoencoderKL.from_pretrained(sd, subfolder="vae", **dtype_kwargs),
-                "text_encoder": CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", **dtype_kwargs),
-                "tokenizer": CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"),
-                "unet": UNet2DConditionModel.from_pretrained(sd, subfolder="unet", **dtype_kwargs),
-                "scheduler": DDIMScheduler.from_pretrained(sd, subfolder="scheduler"),
+        else:  # what `overrides` replaces is not loaded (a converted checkpoint brings its own UNet)
+            loaders = {
+                "vae": lambda: AutoencoderKL.from_pretrained(sd, subfolder="vae", **dtype_kwargs),
+                "text_encoder": lambda: CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", **dtype_kwargs),
+                "tokenizer": lambda: CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"),
+                "unet": lambda: UNet2DConditionModel.from_pretrained(sd, subfolder="unet", **dtype_kwargs),
+                "scheduler": lambda: DDIMScheduler.from_pretrained(sd, subfolder="scheduler"),
             }
+            parts = {name: load() for name, load in loaders.items() if name not in overrides or name == "scheduler"}
         components = {**parts, "scheduler": DDIMScheduler.from_config(parts["scheduler"].config)}
 
-        sd_unet = components.pop("unet")
+        sd_unet = components.pop("unet", None)
         if "unet" not in overrides:
             components["unet"] = SSPIRUNet2DConditionModel.from_stable_diffusion_unet(
                 sd_unet,
