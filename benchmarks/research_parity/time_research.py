@@ -50,13 +50,23 @@ from models.unet_2d_condition import UNet2DConditionModel  # noqa: E402
 
 # Stable Diffusion 1.5 UNet config (runwayml/stable-diffusion-v1-5 unet/config.json values).
 SD15 = dict(
-    sample_size=64, in_channels=4, out_channels=4,
-    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
-    act_fn="silu", center_input_sample=False, downsample_padding=1, flip_sin_to_cos=True, freq_shift=0,
-    mid_block_scale_factor=1, norm_eps=1e-5,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    norm_num_groups=32,
+    act_fn="silu",
+    center_input_sample=False,
+    downsample_padding=1,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    mid_block_scale_factor=1,
+    norm_eps=1e-5,
 )
 BATCH, N_TEXT, TEXT_DIM, N_IMAGE, IMAGE_DIM, TIMESTEP = 2, 77, 768, 256, 512, 500
 
@@ -71,16 +81,37 @@ def machine():
         model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
     except (OSError, StopIteration):
         model = platform.processor()
-    return {"cpu": model, "nproc": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "python": platform.python_version()}
+    return {
+        "cpu": model,
+        "nproc": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def step(unet, controlnet, latents, t, text, image_tokens, lq):
     """ControlNet -> UNet as the research pipelines/pipeline_bim.py runs them."""
-    rgbs, down, mid = controlnet(latents, t, encoder_hidden_states=text, controlnet_cond=lq, conditioning_scale=1.0,
-                                 guess_mode=False, return_dict=False, image_encoder_hidden_states=image_tokens)
-    return unet(latents, t, encoder_hidden_states=text, down_block_additional_residuals=down,
-                mid_block_additional_residual=mid, return_dict=False, image_encoder_hidden_states=image_tokens)[0]
+    rgbs, down, mid = controlnet(
+        latents,
+        t,
+        encoder_hidden_states=text,
+        controlnet_cond=lq,
+        conditioning_scale=1.0,
+        guess_mode=False,
+        return_dict=False,
+        image_encoder_hidden_states=image_tokens,
+    )
+    return unet(
+        latents,
+        t,
+        encoder_hidden_states=text,
+        down_block_additional_residuals=down,
+        mid_block_additional_residual=mid,
+        return_dict=False,
+        image_encoder_hidden_states=image_tokens,
+    )[0]
 
 
 def main():
@@ -97,12 +128,15 @@ def main():
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    unet = UNet2DConditionModel.from_config({**SD15, "use_image_cross_attention": True,
-                                             "use_textual_restore": False}).eval()
+    unet = UNet2DConditionModel.from_config(
+        {**SD15, "use_image_cross_attention": True, "use_textual_restore": False}
+    ).eval()
     controlnet = ControlNetModel.from_unet(unet, use_image_cross_attention=True, use_srresnet=False).eval()
     build_s = round(time.perf_counter() - t0, 1)
-    params = {"unet": sum(p.numel() for p in unet.parameters()),
-              "controlnet": sum(p.numel() for p in controlnet.parameters())}
+    params = {
+        "unet": sum(p.numel() for p in unet.parameters()),
+        "controlnet": sum(p.numel() for p in controlnet.parameters()),
+    }
     print(json.dumps({"build_s": build_s, "params": params, "peak_rss_gib_after_build": peak_rss_gib()}), flush=True)
 
     results = []
@@ -128,20 +162,42 @@ def main():
             load.append(round(os.getloadavg()[0], 2))
         # cpu_s (this process's CPU time) and the 1-minute load average after each run show contention: on an idle
         # machine cpu_s is about 2 x the wall time (2 threads) and the load stays near 2.
-        res = {"latent": side, "lq": side * 8, "batch": BATCH, "median_s": round(statistics.median(times), 3),
-               "min_s": min(times), "runs": times, "cpu_s": cpu, "loadavg_1m": load, "warmup_s": round(warmup_s, 3),
-               "peak_rss_gib": peak_rss_gib()}
+        res = {
+            "latent": side,
+            "lq": side * 8,
+            "batch": BATCH,
+            "median_s": round(statistics.median(times), 3),
+            "min_s": min(times),
+            "runs": times,
+            "cpu_s": cpu,
+            "loadavg_1m": load,
+            "warmup_s": round(warmup_s, 3),
+            "peak_rss_gib": peak_rss_gib(),
+        }
         results.append(res)
         print(json.dumps(res), flush=True)
 
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
-            json.dump({"what": "research SSP-IR (zyhrainbow/SSP-IR@64e6e5c), one step = ControlNet + UNet forward, "
-                               "SD-1.5 config, random weights, fp32, CPU, no_grad",
-                       "inputs": {"batch": BATCH, "text": [N_TEXT, TEXT_DIM], "image_tokens": [N_IMAGE, IMAGE_DIM],
-                                  "timestep": TIMESTEP},
-                       "machine": machine(), "build_s": build_s, "params": params, "results": results}, f, indent=1)
+            json.dump(
+                {
+                    "what": "research SSP-IR (zyhrainbow/SSP-IR@64e6e5c), one step = ControlNet + UNet forward, "
+                    "SD-1.5 config, random weights, fp32, CPU, no_grad",
+                    "inputs": {
+                        "batch": BATCH,
+                        "text": [N_TEXT, TEXT_DIM],
+                        "image_tokens": [N_IMAGE, IMAGE_DIM],
+                        "timestep": TIMESTEP,
+                    },
+                    "machine": machine(),
+                    "build_s": build_s,
+                    "params": params,
+                    "results": results,
+                },
+                f,
+                indent=1,
+            )
             f.write("\n")
 
 

@@ -50,17 +50,23 @@ from models.model import TPBNet  # noqa: E402
 from models.unet_2d_condition import UNet2DConditionModel  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures",
-                           "research_parity")
+DEFAULT_OUT = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures", "research_parity"
+)
 
 # SD-1.5's block layout at a tiny size (the last two widths are equal, as SD-1.5's 1280/1280: the research
 # UpBlock2D crashes otherwise).
 UNET_CONFIG = dict(
-    sample_size=8, in_channels=4, out_channels=4,
-    block_out_channels=(16, 32, 32), layers_per_block=1,
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(16, 32, 32),
+    layers_per_block=1,
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=16, attention_head_dim=2, norm_num_groups=8,
+    cross_attention_dim=16,
+    attention_head_dim=2,
+    norm_num_groups=8,
 )
 COND_CHANNELS = (8, 8, 16, 16)  # structure processor widths: 3 stride-2 stages, 64 px -> 8 (the latent side)
 BATCH, SIDE, N_TEXT, N_IMAGE = 2, 8, 77, 16
@@ -91,10 +97,25 @@ def randomize_(module, gen):
 
 def run(unet, controlnet, latents, t, text, image_tokens, lq):
     """ControlNet -> UNet as research_side.py (after pipelines/pipeline_bim.py) runs them."""
-    rgbs, down, mid = controlnet(latents, t, encoder_hidden_states=text, controlnet_cond=lq, conditioning_scale=1.0,
-                                 guess_mode=False, return_dict=False, image_encoder_hidden_states=image_tokens)
-    pred = unet(latents, t, encoder_hidden_states=text, down_block_additional_residuals=down,
-                mid_block_additional_residual=mid, return_dict=False, image_encoder_hidden_states=image_tokens)[0]
+    rgbs, down, mid = controlnet(
+        latents,
+        t,
+        encoder_hidden_states=text,
+        controlnet_cond=lq,
+        conditioning_scale=1.0,
+        guess_mode=False,
+        return_dict=False,
+        image_encoder_hidden_states=image_tokens,
+    )
+    pred = unet(
+        latents,
+        t,
+        encoder_hidden_states=text,
+        down_block_additional_residuals=down,
+        mid_block_additional_residual=mid,
+        return_dict=False,
+        image_encoder_hidden_states=image_tokens,
+    )[0]
     return rgbs, down, mid, pred
 
 
@@ -102,10 +123,12 @@ def main(out):
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    unet = UNet2DConditionModel.from_config({**UNET_CONFIG, "use_image_cross_attention": True,
-                                             "use_textual_restore": False}).eval()
-    controlnet = ControlNetModel.from_unet(unet, use_image_cross_attention=True, use_srresnet=False,
-                                           conditioning_embedding_out_channels=COND_CHANNELS).eval()
+    unet = UNet2DConditionModel.from_config(
+        {**UNET_CONFIG, "use_image_cross_attention": True, "use_textual_restore": False}
+    ).eval()
+    controlnet = ControlNetModel.from_unet(
+        unet, use_image_cross_attention=True, use_srresnet=False, conditioning_embedding_out_channels=COND_CHANNELS
+    ).eval()
     randomize_(unet, gen)
     randomize_(controlnet, gen)  # independent of the UNet's values (from_unet copied them)
     refine = TPBNet(num_cross_proj_layers=2, clip_v_dim=CLIP_DIM, last_dim=IMAGE_DIM).eval()
@@ -130,9 +153,19 @@ def main(out):
     controlnet.half().save_pretrained(os.path.join(ckpt, "controlnet"), safe_serialization=True)
     os.makedirs(os.path.join(ckpt, "refine"), exist_ok=True)
     torch.save(refine.half().state_dict(), os.path.join(ckpt, "refine", "refine.pt"))
-    io = {"latents": latents, "t": t.float(), "text": text, "image_tokens": image_tokens, "lq": lq, "pred": pred,
-          "mid": mid, **{f"down.{i}": x for i, x in enumerate(down)}, **{f"rgb.{i}": x for i, x in enumerate(rgbs)},
-          "refine_in": refine_in, "refine_out": refine_out}
+    io = {
+        "latents": latents,
+        "t": t.float(),
+        "text": text,
+        "image_tokens": image_tokens,
+        "lq": lq,
+        "pred": pred,
+        "mid": mid,
+        **{f"down.{i}": x for i, x in enumerate(down)},
+        **{f"rgb.{i}": x for i, x in enumerate(rgbs)},
+        "refine_in": refine_in,
+        "refine_out": refine_out,
+    }
     save_file({k: v.float().contiguous() for k, v in io.items()}, os.path.join(out, "io.safetensors"))
 
     # Self-check: the float16 files, loaded back by the research code in float32, reproduce the outputs exactly.
@@ -140,17 +173,36 @@ def main(out):
     cn2 = ControlNetModel.from_pretrained(os.path.join(ckpt, "controlnet"), torch_dtype=torch.float32).eval()
     rgbs2, down2, mid2, pred2 = run(unet2, cn2, latents, t, text, image_tokens, lq)
     refine2 = TPBNet(num_cross_proj_layers=2, clip_v_dim=CLIP_DIM, last_dim=IMAGE_DIM).eval()
-    refine2.load_state_dict({k: v.float() for k, v in torch.load(os.path.join(ckpt, "refine", "refine.pt")).items()})
-    pairs = [(pred, pred2), (mid, mid2), *zip(down, down2), *zip(rgbs, rgbs2),
-             (refine_out, refine2(types.SimpleNamespace(hidden_states=hidden)))]
+    refine2.load_state_dict(
+        {k: v.float() for k, v in torch.load(os.path.join(ckpt, "refine", "refine.pt"), weights_only=True).items()}
+    )
+    pairs = [
+        (pred, pred2),
+        (mid, mid2),
+        *zip(down, down2),
+        *zip(rgbs, rgbs2),
+        (refine_out, refine2(types.SimpleNamespace(hidden_states=hidden))),
+    ]
     reload_diff = max(float((a - b).abs().max()) for a, b in pairs)
 
     for k, v in io.items():
         print(f"{k:13s} {str(tuple(v.shape)):18s} std {float(v.float().std()):.4g}")
-    print("params: unet", sum(p.numel() for p in unet.parameters()), "controlnet",
-          sum(p.numel() for p in controlnet.parameters()), "refine", sum(p.numel() for p in refine.parameters()))
-    print("pred finite:", bool(torch.isfinite(pred).all()), " min residual std:",
-          min(float(x.std()) for x in [*down, mid]), " reload max abs diff (fp16 files):", reload_diff)
+    print(
+        "params: unet",
+        sum(p.numel() for p in unet.parameters()),
+        "controlnet",
+        sum(p.numel() for p in controlnet.parameters()),
+        "refine",
+        sum(p.numel() for p in refine.parameters()),
+    )
+    print(
+        "pred finite:",
+        bool(torch.isfinite(pred).all()),
+        " min residual std:",
+        min(float(x.std()) for x in [*down, mid]),
+        " reload max abs diff (fp16 files):",
+        reload_diff,
+    )
     total = 0
     for root, _, files in sorted(os.walk(out)):
         for f in sorted(files):
