@@ -25,25 +25,8 @@ import os
 import sys
 import types
 
-RESEARCH = os.environ.get("SSPIR_RESEARCH")
-if not RESEARCH or not os.path.isfile(os.path.join(RESEARCH, "models", "unet_2d_condition.py")):
-    sys.exit("set SSPIR_RESEARCH to the unpacked research code (the folder holding models/unet_2d_condition.py)")
-sys.path.insert(0, RESEARCH)
-
-# basicsr's package __init__ pulls in torchvision, cv2, ...; models/controlnet.py only needs these names at import.
-for _name in ["basicsr", "basicsr.archs", "basicsr.archs.srresnet_arch", "basicsr.archs.rrdbnet_arch"]:
-    sys.modules[_name] = types.ModuleType(_name)
-
-
-class _Unused:
-    def __init__(self, *args, **kwargs):
-        raise RuntimeError("basicsr stub: use_srresnet=True is not supported")
-
-
-sys.modules["basicsr.archs.srresnet_arch"].MSRResNet = _Unused
-sys.modules["basicsr.archs.srresnet_arch"].ResidualBlockNoBN = _Unused
-sys.modules["basicsr.archs.rrdbnet_arch"].RRDB = _Unused
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import research_env  # noqa: E402,F401  (research code on sys.path, basicsr stubbed)
 import torch  # noqa: E402
 from models.controlnet import ControlNetModel  # noqa: E402
 from models.model import TPBNet  # noqa: E402
