@@ -62,7 +62,9 @@ from transformers import (
 )
 
 from diffusers_sspir import SSPIRPipeline
+from diffusers_sspir.defaults import BRANCH_TYPES
 from diffusers_sspir.image_ops import tile_starts
+from diffusers_sspir.models.branches import BRANCH_KEY_MARKERS
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 PROMPT = "a photo of an old stone house by a lake"
@@ -219,11 +221,11 @@ def randomize_(module: torch.nn.Module, names: tuple[str, ...], generator: torch
 
 
 def build_pipelines(
-    size: str, device: torch.device, dtype: torch.dtype, seed: int = 0
+    size: str, device: torch.device, dtype: torch.dtype, seed: int = 0, branch_type: str = "transformer"
 ) -> tuple[StableDiffusionControlNetPipeline, SSPIRPipeline]:
-    """The stock ControlNet pipeline and SSP-IR built from it, both with DDIM, random weights, on `device` in
-    `dtype`. Built in float32 on the device, then cast. The schedulers are made outside the device context: their
-    tables stay on the CPU, as in a loaded pipeline."""
+    """The stock ControlNet pipeline and SSP-IR (branches of `branch_type`) built from it, both with DDIM, random
+    weights, on `device` in `dtype`. Built in float32 on the device, then cast. The schedulers are made outside the
+    device context: their tables stay on the CPU, as in a loaded pipeline."""
     config = SIZES[size]
     torch.manual_seed(seed)
     tokenizer = make_tokenizer()
@@ -248,14 +250,15 @@ def build_pipelines(
             stock,
             image_encoder=CLIPVisionModel(CLIPVisionConfig(**config["vision"])),
             feature_extractor=CLIPImageProcessor(size={"shortest_edge": crop}, crop_size=crop),
+            branch_type=branch_type,
             image_embed_dim=config["image_embed_dim"],
             scheduler=schedulers[1],
         )
     generator = torch.Generator(device).manual_seed(seed)
     zero_convs = ("controlnet_down_blocks", "controlnet_mid_block")
     randomize_(stock.controlnet, zero_convs, generator, std=0.02)
-    randomize_(sspir.controlnet, zero_convs + (".processor.",), generator, std=0.02)
-    randomize_(sspir.unet, (".processor.",), generator, std=0.02)
+    randomize_(sspir.controlnet, zero_convs + BRANCH_KEY_MARKERS, generator, std=0.02)
+    randomize_(sspir.unet, BRANCH_KEY_MARKERS, generator, std=0.02)
     randomize_(sspir.structure_processor, ("conv_out",), generator, std=0.02)
     for pipe in (stock, sspir):
         for component in pipe.components.values():
@@ -703,6 +706,9 @@ def ratio_table(results: list[dict], args: argparse.Namespace) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="sd15", help="model sizes (default: sd15)")
+    parser.add_argument(
+        "--branch-type", choices=BRANCH_TYPES, default="transformer", help="SSP-IR branch kind (default: transformer)"
+    )
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--dtypes", default="fp16,bf16", help=f"comma-separated, of {sorted(DTYPES)}")
     parser.add_argument("--resolutions", default="512,1024", help="output sizes in pixels, whole image")
@@ -798,6 +804,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "python": platform.python_version(),
             "argv": sys.argv[1:] if argv is None else argv,
             "size": args.size,
+            "branch_type": args.branch_type,
             "scheduler": "DDIM",
             "guidance_scale": GUIDANCE_SCALE,
         }
@@ -854,7 +861,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 emit({**case("both", "all", dtype, None), "status": "skipped", "reason": "time budget: not built"})
                 continue
             start = time.perf_counter()
-            stock, sspir = build_pipelines(args.size, device, DTYPES[dtype])
+            stock, sspir = build_pipelines(args.size, device, DTYPES[dtype], branch_type=args.branch_type)
             synchronize(device)
             built[dtype] = Pipelines(sspir)
             print(f"# built {args.size} {dtype} on {device} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
