@@ -38,11 +38,14 @@ class DualPriorInputs:
         image_embeds (`torch.Tensor`, *optional*): refined image tokens, `(batch, tokens, image_embed_dim)`.
         pixel_embeds (`tuple[torch.Tensor, ...]`, *optional*): ControlNet residuals, one per UNet skip connection,
             each `(batch, channels, height, width)`.
+        text_mask (`torch.Tensor`, *optional*): `(batch, tokens)`, 1 for the text tokens to attend to and 0 for
+            padding (prompts of different lengths in one batch); `None` attends to every token.
     """
 
     text_embeds: torch.Tensor
     image_embeds: torch.Tensor | None = None
     pixel_embeds: tuple[torch.Tensor, ...] | None = None
+    text_mask: torch.Tensor | None = None
 
     @classmethod
     def wrap(cls, encoder_hidden_states: "DualPriorInputs | torch.Tensor | None") -> "DualPriorInputs":
@@ -50,6 +53,12 @@ class DualPriorInputs:
         if isinstance(encoder_hidden_states, cls):
             return encoder_hidden_states
         return cls(text_embeds=encoder_hidden_states)
+
+    def text_bias(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """`text_mask` as the additive attention bias diffusers' attention layers take, `(batch, 1, tokens)`."""
+        if self.text_mask is None:
+            return None
+        return ((1 - self.text_mask.to(dtype)) * -10000.0).unsqueeze(1)
 
     def pixel_tokens(self, index: int) -> torch.Tensor:
         """The ControlNet residual of skip connection `index` as tokens, `(batch, height * width, channels)`."""
@@ -127,6 +136,8 @@ class DualPriorAttention(Attention):
         **cross_attention_kwargs,
     ) -> torch.Tensor:
         inputs = DualPriorInputs.wrap(encoder_hidden_states)
+        if attention_mask is None:
+            attention_mask = inputs.text_bias(hidden_states.dtype)  # the text step only: the branches see no padding
         # The branches act like blocks applied one after another on the residual stream (image → text → pixel),
         # each seeing the stream as the previous ones left it; the layer returns the sum of their updates.
         update = None

@@ -94,6 +94,8 @@ class _DualPriorBlockMixin:
 
     @staticmethod
     def _text(attn, hidden_states, inputs: DualPriorInputs, kwargs, attention_mask, encoder_attention_mask):
+        if encoder_attention_mask is None:
+            encoder_attention_mask = inputs.text_mask  # (batch, tokens): the transformer turns it into a bias
         return attn(
             hidden_states,
             encoder_hidden_states=inputs.text_embeds,

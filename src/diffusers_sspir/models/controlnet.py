@@ -96,6 +96,7 @@ class SSPIRControlNetModel(DualPriorBranchesMixin, ControlNetModel):
         controlnet_cond: torch.Tensor,
         image_embeds: torch.Tensor | None = None,
         conditioning_scale: float = 1.0,
+        encoder_attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> ControlNetOutput | tuple:
         r"""
@@ -107,6 +108,8 @@ class SSPIRControlNetModel(DualPriorBranchesMixin, ControlNetModel):
                 width)`, the `features` of [`StructureProcessor`].
             image_embeds (`torch.Tensor`, *optional*): refined image tokens.
             conditioning_scale (`float`, defaults to 1.0): scale of the residuals.
+            encoder_attention_mask (`torch.Tensor`, *optional*): `(batch, text tokens)`, 1 for the tokens to attend
+                to, 0 for padding, for the text cross-attention (diffusers' `ControlNetModel` has no such argument).
             **kwargs: any other argument of `ControlNetModel.forward`.
         """
         expected = (sample.shape[0], self.config.block_out_channels[0], *sample.shape[2:])
@@ -115,7 +118,7 @@ class SSPIRControlNetModel(DualPriorBranchesMixin, ControlNetModel):
                 f"`controlnet_cond` must be the structure features of shape {expected} (batch, "
                 f"block_out_channels[0], latent height, latent width), got {tuple(controlnet_cond.shape)}."
             )
-        conditioning = DualPriorInputs(encoder_hidden_states, image_embeds)
+        conditioning = DualPriorInputs(encoder_hidden_states, image_embeds, text_mask=encoder_attention_mask)
         return super().forward(
             sample, timestep, conditioning, controlnet_cond, conditioning_scale=conditioning_scale, **kwargs
         )

@@ -111,6 +111,7 @@ class SSPIRUNet2DConditionModel(DualPriorBranchesMixin, UNet2DConditionModel):
         image_embeds: torch.Tensor | None = None,
         down_block_additional_residuals: tuple[torch.Tensor, ...] | None = None,
         mid_block_additional_residual: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> UNet2DConditionOutput | tuple:
         r"""
@@ -126,12 +127,15 @@ class SSPIRUNet2DConditionModel(DualPriorBranchesMixin, UNet2DConditionModel):
                 They are added to the skip connections as in any ControlNet pipeline and, with `pixel_attention`,
                 are also the keys/values of the up blocks' pixel branches.
             mid_block_additional_residual (`torch.Tensor`, *optional*): the ControlNet's mid-block residual.
+            encoder_attention_mask (`torch.Tensor`, *optional*): `(batch, text tokens)`, 1 for the tokens to attend
+                to, 0 for padding; applied to Stable Diffusion's text cross-attention only (the branches attend to
+                image and pixel tokens).
             **kwargs: any other argument of `UNet2DConditionModel.forward`.
         """
         pixel_embeds = None
         if self.config.pixel_attention and down_block_additional_residuals is not None:
             pixel_embeds = tuple(down_block_additional_residuals)
-        conditioning = DualPriorInputs(encoder_hidden_states, image_embeds, pixel_embeds)
+        conditioning = DualPriorInputs(encoder_hidden_states, image_embeds, pixel_embeds, encoder_attention_mask)
         return super().forward(
             sample,
             timestep,

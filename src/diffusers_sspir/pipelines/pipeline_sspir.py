@@ -633,6 +633,51 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     def _windows_in(self, prompt_embeds: torch.Tensor) -> int:
         return (prompt_embeds.shape[1] - 2) // (self.tokenizer.model_max_length - 2)
 
+    def _window_count(self, prompt: str) -> int:
+        window = self.tokenizer.model_max_length - 2
+        return max(1, min(MAX_PROMPT_WINDOWS, math.ceil(len(self._token_ids(prompt)) / window)))
+
+    def encode_prompts_alone(
+        self, prompts: list[str], negatives: list[str] | None, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        r"""
+        Encodes each prompt (and its negative) exactly as a batch of one would: with the windows that prompt and its
+        negative need, so a long caption never changes its neighbours. Rows of different lengths are right-padded
+        with zeros to the longest and a mask marks the padding, which the text cross-attention then ignores.
+
+        Args:
+            prompts (`list[str]`): the prompts.
+            negatives (`list[str]`, *optional*): one negative prompt per prompt (classifier-free guidance).
+            device (`torch.device`): where to put the embeddings.
+
+        Returns:
+            `tuple`: prompt embeddings, negative embeddings (`None` without `negatives`), both `(batch, tokens,
+            hidden)`, and the mask `(batch, tokens)` (1 = token, 0 = padding; `None` when no row is padded).
+        """
+        counts = [
+            max(self._window_count(p), self._window_count(negatives[i]) if negatives else 1)
+            for i, p in enumerate(prompts)
+        ]
+        rows = {count: [i for i, c in enumerate(counts) if c == count] for count in sorted(set(counts))}
+        length = lambda count: self.tokenizer.model_max_length + (count - 1) * (self.tokenizer.model_max_length - 2)  # noqa: E731
+        longest = length(max(counts))
+        groups = []
+        for count, indices in rows.items():
+            texts = ([negatives[i] for i in indices] if negatives else []) + [prompts[i] for i in indices]
+            embeds = self.encode_prompt(texts, device, num_windows=count)
+            groups.append((indices, F.pad(embeds, (0, 0, 0, longest - embeds.shape[1]))))
+        hidden = groups[0][1].shape[-1]
+        order = torch.tensor([i for indices, _ in groups for i in indices], device=device)
+        stacked = torch.cat(
+            [embeds.view(2 if negatives else 1, len(indices), longest, hidden) for indices, embeds in groups], dim=1
+        )
+        stacked = torch.empty_like(stacked).index_copy_(1, order, stacked)
+        mask = None
+        if len(rows) > 1:
+            lengths = torch.tensor([length(c) for c in counts], device=device)
+            mask = (torch.arange(longest, device=device)[None] < lengths[:, None]).to(stacked.dtype)
+        return stacked[-1], (stacked[0] if negatives else None), mask
+
     def prepare_prompt_embeds(
         self,
         images: torch.Tensor,
@@ -648,8 +693,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     ) -> tuple[list[str], torch.Tensor, torch.Tensor | None]:
         r"""
         The explicit semantic prior: captions (from `prompt`, else the captioner) joined with `added_prompt`, and
-        their text embeddings; negative embeddings with classifier-free guidance. Positive and negative embeddings
-        get the same number of windows.
+        their text embeddings; negative embeddings with classifier-free guidance. Each image's embeddings are what
+        it would get alone ([`encode_prompts_alone`]); positive and negative embeddings get the same tokens.
 
         Args:
             images (`torch.Tensor`): the upscaled images `(batch, 3, height, width)` in `[0, 1]`, for the captioner.
@@ -661,35 +706,38 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             generator (`torch.Generator`, *optional*): seeds a sampling captioner (see [`caption`]).
 
         Returns:
-            `tuple`: the prompts used (one per image; empty strings with `prompt_embeds`), the prompt embeddings and
-            the negative prompt embeddings (`None` without guidance), each with one row per image.
+            `tuple`: the prompts used (one per image; empty strings with `prompt_embeds`), the prompt embeddings,
+            the negative prompt embeddings (`None` without guidance), each with one row per image, and the text mask
+            (`None` when no row is padded).
         """
         batch_size = images.shape[0]
         negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * batch_size
         encode_negatives = do_classifier_free_guidance and negative_prompt_embeds is None
+        text_mask = None
         with self.text_encoder_lora_scale(lora_scale):
             if prompt_embeds is None:
                 captions = [prompt] * batch_size if isinstance(prompt, str) else prompt
                 captions = captions or self.caption(list(images), generator=generator)
                 prompts = [self.join_prompt(caption, added_prompt) for caption in captions]
-                if encode_negatives:  # one text-encoder pass for both; they share the number of windows
-                    negative_prompt_embeds, prompt_embeds = self.encode_prompt(negatives + prompts, device).chunk(2)
-                else:
-                    prompt_embeds = self.encode_prompt(prompts, device)
+                prompt_embeds, encoded_negatives, text_mask = self.encode_prompts_alone(
+                    prompts, negatives if encode_negatives else None, device
+                )
+                if encode_negatives:
+                    negative_prompt_embeds = encoded_negatives
             else:
                 prompts = [""] * batch_size
                 prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
                 if encode_negatives:
                     negative_prompt_embeds = self.encode_prompt(negatives, device, self._windows_in(prompt_embeds))
         if not do_classifier_free_guidance:
-            return prompts, prompt_embeds, None
+            return prompts, prompt_embeds, None, text_mask
         negative_prompt_embeds = negative_prompt_embeds.to(device).expand(batch_size, -1, -1)
         if negative_prompt_embeds.shape[1] != prompt_embeds.shape[1]:
             raise ValueError(
                 f"The negative prompt needs {negative_prompt_embeds.shape[1]} tokens but `prompt_embeds` has "
                 f"{prompt_embeds.shape[1]}: shorten the negative prompt or pass `negative_prompt_embeds`."
             )
-        return prompts, prompt_embeds, negative_prompt_embeds
+        return prompts, prompt_embeds, negative_prompt_embeds, text_mask
 
     @contextlib.contextmanager
     def text_encoder_lora_scale(self, scale: float | None):
@@ -796,8 +844,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         image_embeds: torch.Tensor,
         structure: torch.Tensor,
         conditioning_scale: float,
+        text_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One ControlNet + UNet evaluation (the model input is already scaled by the scheduler)."""
+        """One ControlNet + UNet evaluation (the model input is already scaled by the scheduler); `text_mask` marks
+        the text tokens of each row (see [`encode_prompts_alone`])."""
         compiled = is_compiled(self.unet) or is_compiled(self.controlnet)
         if compiled:
             # With CUDA graphs, every call of a compiled model would begin a new graph step and free the outputs of
@@ -806,6 +856,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         priors = dict(
             encoder_hidden_states=text_embeds,
             image_embeds=image_embeds,
+            encoder_attention_mask=text_mask,
             cross_attention_kwargs=self.cross_attention_kwargs,
             return_dict=False,
         )
@@ -826,13 +877,14 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         image_embeds: torch.Tensor,
         structure: torch.Tensor,
         conditioning_scale: float,
+        text_mask: torch.Tensor | None,
         tile: int,
         overlap: int,
     ) -> torch.Tensor:
         """Noise prediction over overlapping latent tiles, blended with Gaussian weights (one pass if it fits)."""
         height, width = latents.shape[-2:]
         if height <= tile and width <= tile:
-            return self.predict_noise(latents, t, text_embeds, image_embeds, structure, conditioning_scale)
+            return self.predict_noise(latents, t, text_embeds, image_embeds, structure, conditioning_scale, text_mask)
         total = torch.zeros_like(latents)
         weight_sum = torch.zeros_like(latents[:1, :1])
         for top in tile_starts(height, tile, overlap):
@@ -845,6 +897,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     image_embeds,
                     structure[..., rows, cols],
                     conditioning_scale,
+                    text_mask,
                 )
                 weights = self._tile_weights(tuple(prediction.shape[-2:]), latents.device, latents.dtype)
                 total[..., rows, cols] += prediction * weights
@@ -980,7 +1033,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         padded, _ = pad_to_multiple(upscaled, self.vae_scale_factor)
 
         # 2. Semantic priors (caption → text tokens; CLIP image tokens) and the structure prior.
-        prompts, prompt_embeds, negative_prompt_embeds = self.prepare_prompt_embeds(
+        prompts, prompt_embeds, negative_prompt_embeds, text_mask = self.prepare_prompt_embeds(
             upscaled, prompt, negative_prompt, added_prompt, prompt_embeds, negative_prompt_embeds, device,
             do_classifier_free_guidance=self.do_classifier_free_guidance,
             lora_scale=(cross_attention_kwargs or {}).get("scale"),
@@ -994,9 +1047,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         dtype = self.unet.dtype
         prompt_embeds, image_embeds = repeat(prompt_embeds).to(dtype), repeat(image_embeds).to(dtype)
         structure_features = repeat(structure.features).to(dtype)
+        text_mask = repeat(text_mask) if text_mask is not None else None
         if self.do_classifier_free_guidance:
             prompt_embeds = torch.cat([repeat(negative_prompt_embeds).to(dtype), prompt_embeds])
             image_embeds, structure_features = torch.cat([image_embeds] * 2), torch.cat([structure_features] * 2)
+            text_mask = torch.cat([text_mask] * 2) if text_mask is not None else None
 
         # 3. Timesteps and starting latents.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -1028,7 +1083,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     continue
                 model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
                 model_input = self.scheduler.scale_model_input(model_input, scheduler_timesteps[i])
-                conditioning = (prompt_embeds, image_embeds, structure_features, conditioning_scale)
+                conditioning = (prompt_embeds, image_embeds, structure_features, conditioning_scale, text_mask)
                 if latent_tile is None:
                     noise_pred = self.predict_noise(model_input, t, *conditioning)
                 else:
@@ -1054,6 +1109,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                         # conditional half of every conditioning tensor.
                         prompt_embeds, image_embeds, structure_features = (
                             x[-latents.shape[0] :] for x in (prompt_embeds, image_embeds, structure_features)
+                        )
+                        text_mask = text_mask[-latents.shape[0] :] if text_mask is not None else None
+                    if text_mask is not None and text_mask.shape != prompt_embeds.shape[:2]:
+                        raise ValueError(
+                            f"The callback returned `prompt_embeds` of {prompt_embeds.shape[1]} tokens for a batch "
+                            f"whose prompts were padded to {text_mask.shape[1]}; keep the token count."
                         )
                 if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
                     progress_bar.update()
