@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import inspect
+import json
 import math
 import numbers
 import os
@@ -140,7 +141,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     # The ControlNet is called with the UNet at every step, so it stays out of the chain (as in diffusers' ControlNet
     # pipelines): `enable_model_cpu_offload` gives it its own hook, it is loaded once and offloaded after the call.
     model_cpu_offload_seq = "text_encoder->image_encoder->image_refiner->structure_processor->unet->vae"
-    _optional_components = []
+    # Without them, the pipeline runs on precomputed `prompt_embeds` (and `negative_prompt_embeds` with guidance).
+    _optional_components = ["text_encoder", "tokenizer"]
     # The ControlNet's adapters (loaded with `pipe.controlnet.load_lora_adapter`) then follow the pipeline's
     # `set_adapters`, `disable_lora`/`enable_lora`, `delete_adapters`, `unload_lora_weights` and
     # `fuse_lora(components=[..., "controlnet"])`.
@@ -315,7 +317,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if not os.path.isfile(index_file):
             raise OSError(f"{folder} is not a saved pipeline: it has no model_index.json.")
         expected, _ = cls._get_signature_keys(cls)
-        for name in sorted(set(expected) - passed):
+        with open(index_file, encoding="utf-8") as file:
+            index = json.load(file)
+        saved_as_none = {name for name, entry in index.items() if isinstance(entry, list) and entry[0] is None}
+        for name in sorted(set(expected) - passed - saved_as_none):
             subfolder = os.path.join(folder, name)
             if not os.path.isdir(subfolder) or not os.listdir(subfolder):
                 raise OSError(
@@ -505,8 +510,16 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             raise ValueError("Pass either `prompt` or `prompt_embeds`, not both.")
         if negative_prompt_embeds is not None and prompt_embeds is None:
             raise ValueError("`negative_prompt_embeds` needs `prompt_embeds` as well.")
-        width = self.text_encoder.config.hidden_size
-        window = self.tokenizer.model_max_length - 2
+        needs_text = prompt_embeds is None or (guidance_scale > 1 and negative_prompt_embeds is None)
+        missing = [name for name in ("text_encoder", "tokenizer") if getattr(self, name, None) is None]
+        if needs_text and missing:
+            raise ValueError(
+                f"This pipeline has no {' and no '.join(missing)} (loaded with {missing[0]}=None), so it cannot "
+                "encode prompts: pass `prompt_embeds`, and `negative_prompt_embeds` too when `guidance_scale` > 1, or "
+                f"load the pipeline with its {' and '.join(missing)}."
+            )
+        width = self.unet.config.cross_attention_dim
+        window = self._window_tokens
         lengths = [2 + window * n for n in range(1, MAX_PROMPT_WINDOWS + 1)]
         for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
             if embeds is None:
@@ -563,6 +576,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 f"for {len(images)} images."
             )
         return captions
+
+    @property
+    def _window_tokens(self) -> int:
+        """Text tokens per prompt window: the tokenizer's length less BOS/EOS (CLIP's 75 without a tokenizer)."""
+        return self.tokenizer.model_max_length - 2 if self.tokenizer is not None else 75
 
     def _token_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
@@ -631,7 +649,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         return torch.cat([first, middle, last], dim=1)
 
     def _windows_in(self, prompt_embeds: torch.Tensor) -> int:
-        return (prompt_embeds.shape[1] - 2) // (self.tokenizer.model_max_length - 2)
+        return (prompt_embeds.shape[1] - 2) // self._window_tokens
 
     def _window_count(self, prompt: str) -> int:
         window = self.tokenizer.model_max_length - 2
@@ -743,7 +761,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     def text_encoder_lora_scale(self, scale: float | None):
         """Scales the text encoder's LoRA layers for the duration, as diffusers' Stable Diffusion pipelines do with
         `cross_attention_kwargs["scale"]`."""
-        scaled = scale is not None and USE_PEFT_BACKEND
+        scaled = scale is not None and USE_PEFT_BACKEND and self.text_encoder is not None
         if scaled:
             scale_lora_layers(self.text_encoder, scale)
         try:
