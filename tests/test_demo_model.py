@@ -67,3 +67,22 @@ def test_sspir_restore_uses_the_bundled_model_without_model(tmp_path, capsys):
     assert sspir(["restore", str(HELD_OUT / "lq" / "coffee.png"), "-o", str(tmp_path), "--steps", "2"]) == 0
     assert "bundled demo model" in capsys.readouterr().out
     assert PIL.Image.open(tmp_path / "coffee.png").size == PIL.Image.open(HELD_OUT / "gt" / "coffee.png").size
+
+
+def test_generic_loader_reads_the_bundled_model_offline(monkeypatch):
+    """diffusers' own loader, as a user of `DiffusionPipeline` calls it, with every network connection refused."""
+    import socket
+
+    from diffusers import DiffusionPipeline
+
+    from diffusers_sspir.pipelines.pipeline_sspir import CUSTOM_PIPELINE_STUB
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access while loading a local folder")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    folder = Path(demo_model_path())
+    assert (folder / "pipeline_sspir.py").read_text() == CUSTOM_PIPELINE_STUB  # what save_pretrained writes
+    pipe = DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", trust_remote_code=True)
+    assert type(pipe).__name__ == "SSPIRPipeline" and type(pipe.unet).__name__ == "SSPIRUNet2DConditionModel"

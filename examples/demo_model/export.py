@@ -81,9 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         staged = Path(staging) / "model"
         pipe.save_pretrained(staged)
         (staged / "README.md").write_text(MODEL_CARD)
-        # The copy of the pipeline's source that save_pretrained adds for `custom_pipeline=` loading would go stale
-        # inside the package, next to the real one.
-        (staged / "pipeline_sspir.py").unlink(missing_ok=True)
+        # save_pretrained's `pipeline_sspir.py` stub (one import of the installed package's pipeline) stays, so that
+        # `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", ...)` loads the folder offline.
         for config in staged.rglob("*.json"):
             content = json.loads(config.read_text())
             if any(key in content for key in LOCAL_KEYS):

@@ -53,6 +53,13 @@ DEFAULT_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
 START_POINTS = ("lr", "noise")
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 MAX_PROMPT_WINDOWS = 4
+# Written next to every saved pipeline (and shipped with the bundled demo model), so that diffusers' generic loader
+# finds the pipeline class in the folder itself and never looks for a community pipeline on the Hub.
+CUSTOM_PIPELINE_STUB = (
+    '"""Lets `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", '
+    'trust_remote_code=True)` load this folder (needs `pip install diffusers-sspir`)."""\n\n'
+    "from diffusers_sspir.pipelines.pipeline_sspir import SSPIRPipeline  # noqa: F401\n"
+)
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -336,11 +343,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         """
         os.makedirs(save_directory, exist_ok=True)  # the stub goes first, so that `push_to_hub=True` uploads it
         with open(os.path.join(save_directory, "pipeline_sspir.py"), "w", encoding="utf-8") as stub:
-            stub.write(
-                '"""Lets `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", '
-                'trust_remote_code=True)` load this folder (needs `pip install diffusers-sspir`)."""\n\n'
-                "from diffusers_sspir.pipelines.pipeline_sspir import SSPIRPipeline  # noqa: F401\n"
-            )
+            stub.write(CUSTOM_PIPELINE_STUB)
         super().save_pretrained(save_directory, **kwargs)
 
     # ------------------------------------------------------------------ speed
