@@ -4,3 +4,14 @@
 # Kinds of SSP-IR dual-prior branches: the paper's layout (whole transformers around SD's, the default) and the
 # light one (one attention per branch inside SD's cross-attention layers). See docs/architecture.md.
 BRANCH_TYPES = ("transformer", "attention")
+
+# Schedulers that cannot serve SSP-IR's LR-embedded start on a Stable Diffusion model, and why; the pipeline refuses
+# them (docs/usage.md lists this table).
+UNSUPPORTED_SCHEDULERS = {
+    "EDMEulerScheduler": "made for EDM-parameterised models (Karras preconditioning of a continuous sigma), not for "
+    "Stable Diffusion's discrete-time noise prediction",
+    "EDMDPMSolverMultistepScheduler": "made for EDM-parameterised models, not for Stable Diffusion's discrete-time "
+    "noise prediction",
+    "CosineDPMSolverMultistepScheduler": "made for EDM-parameterised models with a cosine sigma schedule (Stable "
+    "Audio), not for Stable Diffusion's discrete-time noise prediction",
+}

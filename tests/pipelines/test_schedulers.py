@@ -1,16 +1,20 @@
 """The pipeline runs with every Karras scheduler that fits Stable Diffusion 1.5."""
 
 import importlib.util
+import re
+from pathlib import Path
 
 import diffusers
 import numpy as np
 import pytest
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
+from diffusers_sspir.defaults import UNSUPPORTED_SCHEDULERS
+
 from .test_pipeline_sspir import call_kwargs, make_pipe
 
-# EDMEulerScheduler is for EDM-parameterised models, not SD-1.5's discrete DDPM training.
-NOT_FOR_SD = {"EDMEulerScheduler"}
+# EDM-parameterised schedulers are for EDM models, not SD-1.5's discrete DDPM training: the pipeline refuses them.
+NOT_FOR_SD = set(UNSUPPORTED_SCHEDULERS)
 NEEDS = {"DPMSolverSDEScheduler": "torchsde"}
 # Stable Diffusion 1.5 ships PNDM with `skip_prk_steps=True`; the PRK warm-up needs more steps than these tests run.
 SD_OPTIONS = {"PNDMScheduler": {"skip_prk_steps": True}}
@@ -42,3 +46,20 @@ def test_lr_start_uses_the_schedulers_first_timestep(pipe, name, first):
     pipe.scheduler.add_noise = lambda x, noise, t: seen.append(int(t[0])) or original(x, noise, t)
     pipe(**call_kwargs(num_inference_steps=50, guidance_scale=1.0))
     assert seen == [first]
+
+
+@pytest.mark.parametrize("name", sorted(UNSUPPORTED_SCHEDULERS))
+def test_schedulers_that_cannot_serve_sspir_are_refused(pipe, name):
+    original = pipe.scheduler
+    pipe.scheduler = getattr(diffusers, name)()
+    try:
+        with pytest.raises(ValueError, match=f"{name} cannot run SSP-IR: it is made for EDM"):
+            pipe(**call_kwargs(num_inference_steps=2))
+    finally:
+        pipe.scheduler = original
+
+
+def test_usage_docs_list_the_refused_schedulers():
+    usage = (Path(__file__).parents[2] / "docs" / "usage.md").read_text()
+    listed = set(re.findall(r"^- `(\w+Scheduler)`: refused", usage, flags=re.M))
+    assert listed == set(UNSUPPORTED_SCHEDULERS)

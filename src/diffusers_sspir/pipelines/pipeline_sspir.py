@@ -33,6 +33,7 @@ from diffusers.utils.torch_utils import is_compiled_module, randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
 
 from ..captioners import Captioner
+from ..defaults import UNSUPPORTED_SCHEDULERS
 from ..image_ops import (
     COLOR_FIX_METHODS,
     apply_color_fix,
@@ -56,8 +57,8 @@ MAX_PROMPT_WINDOWS = 4
 # Written next to every saved pipeline (and shipped with the bundled demo model), so that diffusers' generic loader
 # finds the pipeline class in the folder itself and never looks for a community pipeline on the Hub.
 CUSTOM_PIPELINE_STUB = (
-    '"""Lets `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", '
-    'trust_remote_code=True)` load this folder (needs `pip install diffusers-sspir`)."""\n\n'
+    '"""Lets `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", trust_remote_code=True)`\n'
+    'load this folder (needs `pip install diffusers-sspir`)."""\n\n'
     "from diffusers_sspir.pipelines.pipeline_sspir import SSPIRPipeline  # noqa: F401\n"
 )
 
@@ -457,6 +458,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         generator: torch.Generator | list[torch.Generator] | None,
         callback_on_step_end_tensor_inputs: list[str] | None,
     ) -> None:
+        scheduler = type(self.scheduler).__name__
+        if scheduler in UNSUPPORTED_SCHEDULERS:
+            raise ValueError(
+                f"{scheduler} cannot run SSP-IR: it is {UNSUPPORTED_SCHEDULERS[scheduler]}. Use a Stable Diffusion "
+                "scheduler, e.g. `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`."
+            )
         batch_size = len(images)
         sizes = {tuple(image.shape[-2:]) for image in images}
         if len(sizes) > 1:
