@@ -86,3 +86,17 @@ def test_generic_loader_reads_the_bundled_model_offline(monkeypatch):
     assert (folder / "pipeline_sspir.py").read_text() == CUSTOM_PIPELINE_STUB  # what save_pretrained writes
     pipe = DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir", trust_remote_code=True)
     assert type(pipe).__name__ == "SSPIRPipeline" and type(pipe.unet).__name__ == "SSPIRUNet2DConditionModel"
+
+
+def test_cli_applies_the_pipelines_tiling_rule_for_the_models_vae(tmp_path, capsys):
+    """The bundled model's VAE downsamples 4x: tiles of 48 output pixels are valid for it (the pipeline's rule, which
+    the CLI applies once the model is loaded), and 20 is refused with the pipeline's own message."""
+    image = str(HELD_OUT / "lq" / "coffee.png")
+    assert (
+        sspir(["restore", image, "-o", str(tmp_path), "--steps", "1", "--tile-size", "48", "--tile-overlap", "16"])
+        == 0
+    )
+    assert sspir(["restore", image, "-o", str(tmp_path / "b"), "--steps", "1", "--tile-size", "20"]) == 2
+    assert (
+        "--tile-size must be a multiple of 4 >= 32 (output pixels) for this model, got 20" in capsys.readouterr().err
+    )

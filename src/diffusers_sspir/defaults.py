@@ -1,6 +1,10 @@
 """Settings shared by the models, the pipeline, the command line and the training scripts, in one torch-free module
 (the command-line parsers import it without loading torch)."""
 
+# Prompts added to every caption and used as the negative prompt, as the restoration peers (SeeSR, PASD) do.
+DEFAULT_ADDED_PROMPT = "clean, high-resolution, 8k"
+DEFAULT_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
+
 # Kinds of SSP-IR dual-prior branches: the paper's layout (whole transformers around SD's, the default) and the
 # light one (one attention per branch inside SD's cross-attention layers). See docs/architecture.md.
 BRANCH_TYPES = ("transformer", "attention")

@@ -112,8 +112,8 @@ def test_duplicate_stems_are_an_error_up_front(sspir, tmp_path):
     [
         (("--model", "./no/such/model"), "no such folder"),
         (("--model", "{tmp}"), "cannot load an SSP-IR pipeline"),
-        (("--model", "{tmp}", "--tile-overlap", "16"), "--tile-overlap needs --tile-size"),
-        (("--model", "{tmp}", "--tile-size", "100"), "multiple of 8"),
+        (("--model", "{tmp}", "--tile-overlap", "16"), "--tile-overlap (16) needs --tile-size"),
+        (("--model", "{tmp}", "--tile-size", "64", "--tile-overlap", "64"), "must be smaller than --tile-size"),
         (("--model", "{tmp}", "--captioner", "fixed:"), "needs a text"),
         (("--model", "{tmp}", "--captioner", "./no/vlm"), "--captioner ./no/vlm: no such folder"),
         (("--model", "{tmp}/a.png"), "a file, not a folder"),

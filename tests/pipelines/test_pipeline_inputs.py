@@ -37,7 +37,7 @@ BAD_INPUTS = {
     ),
     "prompt type": (dict(prompt=3), TypeError, "`prompt` must be a string or a list of strings"),
     "tile_overlap >= tile_size": (dict(tile_size=64, tile_overlap=64), ValueError, r"`tile_overlap` \(64\)"),
-    "tile_size too small": (dict(tile_size=16), ValueError, "`tile_size` must be a multiple of 8 >= 64"),
+    "tile_size too small": (dict(tile_size=16), ValueError, "`tile_size` must be a multiple of 8 >= 64 .* this model"),
     "tile_size not a multiple of 8": (dict(tile_size=100), ValueError, "`tile_size` must be a multiple of 8"),
     "tile_overlap not a multiple of 8": (dict(tile_size=64, tile_overlap=12), ValueError, "multiple of 8"),
     "tile_overlap without tile_size": (dict(tile_overlap=16), ValueError, "`tile_overlap` .* needs `tile_size`"),

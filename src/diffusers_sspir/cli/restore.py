@@ -7,13 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..defaults import DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT
+from ..validation import check_tiling
 from . import _common
 from ._common import CLIError, echo, one_line
 from .schedulers import SCHEDULERS, make_scheduler, scheduler_table
 
-# The pipeline's defaults, restated for --help (tests check that they match `pipeline_sspir`).
-DEFAULT_ADDED_PROMPT = "clean, high-resolution, 8k"
-DEFAULT_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
 COLOR_FIXES = ("wavelet", "adain", "none")
 COMPARISON_FOLDER = "comparison"
 STRUCTURE_FOLDER = "structure"
@@ -129,21 +128,21 @@ def check_arguments(args: argparse.Namespace) -> None:
     """What can be checked before loading anything."""
     if args.model is not None:
         _common.check_model_source("--model", args.model)
-    if args.tile_size is not None and (args.tile_size < 64 or args.tile_size % 8):
-        raise CLIError(f"--tile-size {args.tile_size}: must be a multiple of 8 and at least 64 (output pixels).")
-    if args.tile_overlap is not None:
-        if args.tile_size is None:
-            raise CLIError("--tile-overlap needs --tile-size.")
-        if args.tile_overlap % 8 or args.tile_overlap >= args.tile_size:
-            raise CLIError(
-                f"--tile-overlap {args.tile_overlap}: must be a multiple of 8, smaller than --tile-size "
-                f"{args.tile_size}."
-            )
+    check_tiling_arguments(args)  # the rest of the pipeline's rule once the model (its VAE) is loaded
     if args.captioner.startswith("fixed:"):
         if not args.captioner[len("fixed:") :].strip():
             raise CLIError("--captioner fixed:TEXT needs a text after 'fixed:' (or use --captioner none).")
     elif args.captioner != "none":
         _common.check_model_source("--captioner", args.captioner)
+
+
+def check_tiling_arguments(args: argparse.Namespace, factor: int | None = None) -> None:
+    """The pipeline's own tiling rule (`diffusers_sspir.validation.check_tiling`), with its message."""
+    try:
+        check_tiling(args.tile_size, args.tile_overlap, factor)
+    except ValueError as error:
+        flags = str(error).replace("`tile_size`", "--tile-size").replace("`tile_overlap`", "--tile-overlap")
+        raise CLIError(flags) from error
 
 
 def planned_outputs(path: Path, args: argparse.Namespace) -> dict[str, Path]:
@@ -279,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
     def start() -> Callable[[Path, dict[str, Path]], None]:
         pipe = load_pipeline(args)
+        check_tiling_arguments(args, pipe.vae_scale_factor)
         args.output_dir.mkdir(parents=True, exist_ok=True)
         return lambda path, outputs: restore_one(pipe, path, outputs, args)
 

@@ -5,7 +5,6 @@ import functools
 import inspect
 import json
 import math
-import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from diffusers.utils.torch_utils import is_compiled_module, randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
 
 from ..captioners import Captioner
-from ..defaults import UNSUPPORTED_SCHEDULERS
+from ..defaults import DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT, UNSUPPORTED_SCHEDULERS
 from ..image_ops import (
     COLOR_FIX_METHODS,
     apply_color_fix,
@@ -46,11 +45,10 @@ from ..image_ops import (
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
 from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS
+from ..validation import check_finite, check_integer, check_tiling
 
 logger = logging.get_logger(__name__)
 
-DEFAULT_ADDED_PROMPT = "clean, high-resolution, 8k"
-DEFAULT_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
 START_POINTS = ("lr", "noise")
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 MAX_PROMPT_WINDOWS = 4
@@ -80,11 +78,6 @@ EXAMPLE_DOC_STRING = """
         >>> print(result.prompts[0])  # the caption the restoration was conditioned on
         ```
 """
-
-
-def is_number(value: Any) -> bool:
-    """A real number that is not a bool (numpy scalars included)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def draw_seed(generator: torch.Generator | list[torch.Generator]) -> int:
@@ -471,42 +464,21 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 f"All images of one call must have the same size, got sizes {sorted(sizes)}; restore images of "
                 "different sizes in separate calls."
             )
-        if not is_number(upscale) or not math.isfinite(upscale) or not upscale > 0:
-            raise ValueError(f"`upscale` must be a finite number > 0, got {upscale!r}.")
-        for name, value in (("guidance_scale", guidance_scale), ("conditioning_scale", conditioning_scale)):
-            if not is_number(value) or not math.isfinite(value):
-                raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+        check_finite("upscale", upscale, above=0)
+        check_finite("guidance_scale", guidance_scale)
+        check_finite("conditioning_scale", conditioning_scale)
         height, width = next(iter(sizes))
         if round(height * upscale) < 1 or round(width * upscale) < 1:
             raise ValueError(f"`upscale`={upscale} turns the {height}x{width} input into an empty image.")
-        for name, value in (
-            ("num_inference_steps", num_inference_steps),
-            ("num_images_per_prompt", num_images_per_prompt),
-        ):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        check_integer("num_inference_steps", num_inference_steps, minimum=1)
+        check_integer("num_images_per_prompt", num_images_per_prompt, minimum=1)
         if start_point not in START_POINTS:
             raise ValueError(f"`start_point` must be one of {START_POINTS}, got {start_point!r}.")
         if color_fix not in COLOR_FIX_METHODS:
             raise ValueError(f"`color_fix` must be one of {COLOR_FIX_METHODS}, got {color_fix!r}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        if tile_size is None and tile_overlap is not None:
-            raise ValueError(f"`tile_overlap` ({tile_overlap!r}) needs `tile_size`; pass both to denoise in tiles.")
-        if tile_size is not None:
-            smallest = 8 * self.vae_scale_factor
-            factor = self.vae_scale_factor
-            integral = isinstance(tile_size, numbers.Integral) and not isinstance(tile_size, bool)
-            if not integral or tile_size < smallest or tile_size % factor:
-                raise ValueError(
-                    f"`tile_size` must be a multiple of {factor} >= {smallest} (output pixels), got {tile_size!r}."
-                )
-            integral = isinstance(tile_overlap, numbers.Integral) and not isinstance(tile_overlap, bool)
-            if not integral or tile_overlap < 0 or tile_overlap >= tile_size or tile_overlap % factor:
-                raise ValueError(
-                    f"`tile_overlap` ({tile_overlap!r}) must be a multiple of {factor}, >= 0 and smaller than "
-                    f"`tile_size` ({tile_size})."
-                )
+        check_tiling(tile_size, tile_overlap, self.vae_scale_factor)
         for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
             if value is not None and not isinstance(value, str):
                 if not isinstance(value, list) or not all(isinstance(p, str) for p in value):

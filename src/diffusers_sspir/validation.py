@@ -1,0 +1,62 @@
+"""Checks of argument values shared by the pipeline, the command line and the training scripts, in one torch-free
+module: each raises `ValueError` naming the argument, the value and what is accepted."""
+
+import math
+import numbers
+
+
+def is_number(value) -> bool:
+    """A real number that is not a bool (`True` is an `int` in Python)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_integer(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` as an `int`, if it is an integer in `[minimum, maximum]`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+        bounds = " and ".join(
+            part
+            for part in (
+                f">= {minimum}" if minimum is not None else "",
+                f"<= {maximum}" if maximum is not None else "",
+            )
+            if part
+        )
+        raise ValueError(f"`{name}` must be an integer {bounds}, got {value!r}.")
+    return int(value)
+
+
+def check_finite(name: str, value, above: float | None = None) -> float:
+    """`value` as a `float`, if it is a finite number (greater than `above`, when given)."""
+    if not is_number(value) or not math.isfinite(value) or above is not None and not value > above:
+        requirement = f"a finite number > {above:g}" if above is not None else "a finite number"
+        raise ValueError(f"`{name}` must be {requirement}, got {value!r}.")
+    return float(value)
+
+
+def check_tiling(tile_size, tile_overlap, factor: int | None = None) -> None:
+    """The tiling rule of the pipeline: `tile_size` output pixels, a multiple of the VAE's downscaling `factor` and at
+    least 8 latent pixels, and `tile_overlap` a multiple of `factor` smaller than `tile_size`. With `factor=None`
+    (before a model is loaded) only what holds for every model is checked."""
+    if tile_size is None:
+        if tile_overlap is not None:
+            raise ValueError(f"`tile_overlap` ({tile_overlap!r}) needs `tile_size`; pass both to denoise in tiles.")
+        return
+    check_integer("tile_size", tile_size, minimum=1)
+    overlap = check_integer("tile_overlap", 0 if tile_overlap is None else tile_overlap, minimum=0)
+    if overlap >= tile_size:
+        raise ValueError(f"`tile_overlap` ({tile_overlap!r}) must be smaller than `tile_size` ({tile_size}).")
+    if factor is None:
+        return
+    smallest = 8 * factor
+    if tile_size < smallest or tile_size % factor:
+        raise ValueError(
+            f"`tile_size` must be a multiple of {factor} >= {smallest} (output pixels) for this model, got "
+            f"{tile_size!r}."
+        )
+    if overlap % factor:
+        raise ValueError(
+            f"`tile_overlap` ({tile_overlap!r}) must be a multiple of {factor}, >= 0 and smaller than `tile_size` "
+            f"({tile_size})."
+        )
