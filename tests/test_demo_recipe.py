@@ -36,6 +36,7 @@ def fake_mate_photos(folder: Path, prepare) -> None:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
+    pytest.importorskip("skimage", reason="the recipe's data include scikit-image's bundled photos")
     prepare = load("prepare_data")
     work = tmp_path / "work"
     with pytest.raises(SystemExit, match="12 photos missing"):  # checked before anything is written

@@ -9,8 +9,10 @@ import math
 
 import numpy as np
 import pytest
-from skimage.color import rgb2ycbcr
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+pytest.importorskip("skimage", reason="the metrics are checked against scikit-image, an independent reference")
+from skimage.color import rgb2ycbcr  # noqa: E402
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
 from diffusers_sspir.metrics import crop_borders, gaussian_kernel, psnr, rgb_to_y, ssim
 

@@ -19,3 +19,10 @@ UNSUPPORTED_SCHEDULERS = {
     "CosineDPMSolverMultistepScheduler": "made for EDM-parameterised models with a cosine sigma schedule (Stable "
     "Audio), not for Stable Diffusion's discrete-time noise prediction",
 }
+
+# Scheduler classes that need a package the library does not depend on: class → (module, how to install it).
+SCHEDULER_NEEDS = {
+    "DPMSolverSDEScheduler": ("torchsde", "pip install 'diffusers-sspir[sde]'"),
+    "CosineDPMSolverMultistepScheduler": ("torchsde", "pip install 'diffusers-sspir[sde]'"),
+    "LMSDiscreteScheduler": ("scipy", "pip install scipy"),
+}

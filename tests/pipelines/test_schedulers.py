@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from diffusers_sspir.defaults import UNSUPPORTED_SCHEDULERS
+from diffusers_sspir.defaults import SCHEDULER_NEEDS, UNSUPPORTED_SCHEDULERS
 
 from .test_pipeline_sspir import call_kwargs, make_pipe
 
 # EDM-parameterised schedulers are for EDM models, not SD-1.5's discrete DDPM training: the pipeline refuses them.
 NOT_FOR_SD = set(UNSUPPORTED_SCHEDULERS)
-NEEDS = {"DPMSolverSDEScheduler": "torchsde"}
+NEEDS = {name: module for name, (module, _) in SCHEDULER_NEEDS.items()}
 # Stable Diffusion 1.5 ships PNDM with `skip_prk_steps=True`; the PRK warm-up needs more steps than these tests run.
 SD_OPTIONS = {"PNDMScheduler": {"skip_prk_steps": True}}
 SCHEDULERS = [s.name for s in KarrasDiffusionSchedulers if s.name not in NOT_FOR_SD]
@@ -50,6 +50,8 @@ def test_lr_start_uses_the_schedulers_first_timestep(pipe, name, first):
 
 @pytest.mark.parametrize("name", sorted(UNSUPPORTED_SCHEDULERS))
 def test_schedulers_that_cannot_serve_sspir_are_refused(pipe, name):
+    if name in NEEDS and importlib.util.find_spec(NEEDS[name]) is None:
+        pytest.skip(f"{name} needs {NEEDS[name]}")
     original = pipe.scheduler
     pipe.scheduler = getattr(diffusers, name)()
     try:

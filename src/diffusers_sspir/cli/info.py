@@ -154,6 +154,11 @@ def run(args: argparse.Namespace) -> int:
     missing = [name for name in OPTIONAL_PACKAGES if name not in optional]
     echo(f"optional: {', '.join(optional) or 'none'} installed; {', '.join(missing) or 'none'} not installed")
     echo(f"devices: {'; '.join(devices())}")
+    from ..compat import text_encoder_lora_problem
+
+    problem = text_encoder_lora_problem()
+    if problem:
+        echo(f"note: {problem}")
     if args.model is not None:
         describe_model(args.model)
     return 0

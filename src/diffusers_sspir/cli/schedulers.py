@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 from typing import Any
 
+from ..defaults import SCHEDULER_NEEDS
 from ._common import CLIError
 
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -57,11 +58,7 @@ NOISE_SCHEDULE_KEYS = (
 )  # fmt: skip
 """What the model was trained with (or, for the last three, what its latents need): the keys of the saved scheduler
 config that a name keeps, where its class takes them."""
-# Scheduler class → (module it needs, what to install).
-NEEDS = {
-    "DPMSolverSDEScheduler": ("torchsde", "pip install 'diffusers-sspir[sde]'"),
-    "LMSDiscreteScheduler": ("scipy", "pip install scipy"),
-}
+NEEDS = SCHEDULER_NEEDS
 
 
 def scheduler_table() -> str:
