@@ -10,7 +10,8 @@ image tokens 256 x 512, random weights (nothing downloaded), float32, `torch.no_
 - `research`: the authors' code (GitHub zyhrainbow/SSP-IR, a diffusers 0.21 fork) in its own environment, run by
   `benchmarks/research_parity/time_research.py` right after the others (`--research-python`, `SSPIR_RESEARCH`).
 
-Warm-up 1, then the median of `--runs` steps per latent size. Prints a Markdown table with ratios to `research` and
+Warm-up 1, then the median of `--runs` steps per latent size; denormal floats flushed to zero on both sides (random
+weights make some, which x86 CPUs process many times slower). Prints a Markdown table with ratios to `research` and
 writes the raw numbers to `--out`. Heavy (SD-1.5 size, ~8 GB RAM, tens of minutes on 2 CPU cores): not in the suite.
 
     SSPIR_RESEARCH=$HOME/sspir-research python benchmarks/bench_branch_kinds.py \\
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     if len(args.runs) != len(args.latent):
         parser.error("give one --runs count per --latent size")
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # random weights make denormal activations, many times slower on x86 CPUs
     times: dict[str, dict[int, list[float]]] = {}
     for kind in args.kinds:
         unet, controlnet = build(kind)

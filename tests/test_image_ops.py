@@ -500,3 +500,20 @@ def test_tile_starts_errors(length, tile, overlap, error, message):
     with pytest.raises(error) as info:
         tile_starts(length, tile, overlap)
     assert message in str(info.value)
+
+
+def test_pil_inputs_are_turned_upright_by_their_exif_orientation_as_files_are(tmp_path):
+    """A phone photo stored sideways with EXIF orientation 6 (rotate 90° clockwise to view): the pipeline's input
+    conversion and the CLI's file reader give the same upright pixels."""
+    from diffusers_sspir.files import read_rgb8
+
+    stored = PIL.Image.fromarray(np.random.RandomState(0).randint(0, 255, (4, 6, 3), dtype=np.uint8))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif, quality=100)
+    opened = PIL.Image.open(path)
+    tensor = to_tensor_batch(opened)[0]
+    assert tuple(tensor.shape) == (3, 6, 4)  # upright: 6 rows, 4 columns
+    expected = torch.from_numpy(read_rgb8(path)).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(tensor, expected, rtol=0, atol=0)

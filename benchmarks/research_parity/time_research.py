@@ -2,9 +2,10 @@
 
 The research code (GitHub zyhrainbow/SSP-IR, commit 64e6e5c, a diffusers 0.21 fork without a licence) is imported
 from $SSPIR_RESEARCH at run time; none of it is copied here. Models at the SD-1.5 config with random weights (their
-default initialisation; nothing is downloaded), float32, torch.no_grad, torch.set_num_threads(2). The step is run as
-the research pipelines/pipeline_bim.py runs it: batch 2 (classifier-free guidance), text 77 x 768, image tokens
-256 x 512, LQ upscaled to the output size (8 x the latent side). Warm-up 1, then the median of N runs, per latent size.
+default initialisation; nothing is downloaded), float32, torch.no_grad, torch.set_num_threads(2), denormals flushed.
+The step is run as the research pipelines/pipeline_bim.py runs it: batch 2 (classifier-free guidance), text
+77 x 768, image tokens 256 x 512, LQ upscaled to the output size (8 x the latent side). Warm-up 1, then the median of
+N runs, per latent size.
 Only runs in the research venv (diffusers 0.21.4); basicsr is stubbed (use_srresnet=False never builds MSRResNet).
 
     SSPIR_RESEARCH=$HOME/sspir-research $HOME/research-venv/bin/python benchmarks/research_parity/time_research.py \
@@ -107,6 +108,7 @@ def main():
         ap.error("--runs takes one value or one per --latent")
 
     torch.set_num_threads(2)
+    torch.set_flush_denormal(True)  # as benchmarks/bench_branch_kinds.py: denormals are many times slower on x86
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
     t0 = time.perf_counter()

@@ -26,3 +26,15 @@ SCHEDULER_NEEDS = {
     "CosineDPMSolverMultistepScheduler": ("torchsde", "pip install 'diffusers-sspir[sde]'"),
     "LMSDiscreteScheduler": ("scipy", "pip install scipy"),
 }
+
+# Accepted ranges of numeric settings, `(lowest, highest)` with both ends included, for the pipeline, the command line
+# and the training scripts alike. Beyond them the arithmetic overflows (guidance 1e300 gives NaN images) or the
+# setting means nothing for SSP-IR. `upscale` must also be > 0.
+RANGES = {
+    "upscale": (0, 16),
+    "guidance_scale": (0, 100),
+    "conditioning_scale": (0, 10),
+    "eta": (0, 1),
+    "learning_rate": (0, 1),
+}
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed

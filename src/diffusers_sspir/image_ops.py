@@ -14,7 +14,7 @@
 """Image conversion, padding, colour correction and tiling helpers for the SSP-IR pipeline.
 
 Everything here works on plain `torch.Tensor`s in the `[0, 1]` range with a `(B, C, H, W)` or `(C, H, W)` layout and
-has no dependency beyond `torch`, `numpy` and `PIL`.
+has no dependency beyond `torch`, `numpy`, `PIL` and diffusers' logging.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 import torch.nn.functional as F
+from diffusers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "adain_color_fix",
@@ -102,7 +106,15 @@ def _check_float_range(x: torch.Tensor, name: str) -> torch.Tensor:
     return x.clamp(0.0, 1.0)
 
 
+EXIF_ORIENTATION = 0x0112
+
+
 def _pil_to_tensor(image: PIL.Image.Image, name: str) -> torch.Tensor:
+    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        # Turned upright as its EXIF says (phone photos), exactly as `diffusers_sspir.files.read_image` reads files.
+        image = PIL.ImageOps.exif_transpose(image)
+    if getattr(image, "n_frames", 1) > 1:
+        logger.warning(f"`{name}` is an animated image of {image.n_frames} frames; only its current frame is used.")
     width, height = image.size
     _check_spatial_size(height, width, name)
     mode = image.mode
@@ -205,7 +217,9 @@ def to_tensor_batch(image: Any, argument_name: str = "image") -> list[torch.Tens
     r"""
     Convert user-facing image inputs to a list of RGB float tensors.
 
-    Conversions performed (no rejection): RGBA / LA / PA inputs lose their alpha channel (for PIL through
+    Conversions performed (no rejection): PIL images carrying an EXIF orientation are turned upright first (as
+    `diffusers_sspir.files.read_image` reads files; an animated image gives its current frame, with a warning); RGBA /
+    LA / PA inputs lose their alpha channel (for PIL through
     `PIL.Image.Image.convert("RGB")`, for arrays and tensors the 4th channel is dropped, no compositing), grayscale
     inputs (PIL `"L"`/`"1"`, `(H, W)` or single-channel arrays and tensors) are replicated to 3 channels, palette
     (`"P"`) and other PIL modes are converted to RGB, 16-bit data (PIL `"I;16*"` / `"I"` modes, `np.uint16` arrays)

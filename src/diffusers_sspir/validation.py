@@ -4,6 +4,8 @@ module: each raises `ValueError` naming the argument, the value and what is acce
 import math
 import numbers
 
+from .defaults import MAX_SEED, RANGES
+
 
 def is_number(value) -> bool:
     """A real number that is not a bool (`True` is an `int` in Python)."""
@@ -27,12 +29,31 @@ def check_integer(name: str, value, minimum: int | None = None, maximum: int | N
     return int(value)
 
 
-def check_finite(name: str, value, above: float | None = None) -> float:
-    """`value` as a `float`, if it is a finite number (greater than `above`, when given)."""
-    if not is_number(value) or not math.isfinite(value) or above is not None and not value > above:
-        requirement = f"a finite number > {above:g}" if above is not None else "a finite number"
-        raise ValueError(f"`{name}` must be {requirement}, got {value!r}.")
+def check_finite(
+    name: str, value, above: float | None = None, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """`value` as a `float`, if it is a finite number (greater than `above`, in `[minimum, maximum]`, when given)."""
+    ok = is_number(value) and math.isfinite(value)
+    ok = ok and (above is None or value > above) and (minimum is None or value >= minimum)
+    if not ok or maximum is not None and value > maximum:
+        bounds = [f"> {above:g}" if above is not None else "", f">= {minimum:g}" if minimum is not None else "",
+                  f"<= {maximum:g}" if maximum is not None else ""]  # fmt: skip
+        requirement = " and ".join(b for b in bounds if b)
+        raise ValueError(f"`{name}` must be a finite number{' ' + requirement if requirement else ''}, got {value!r}.")
     return float(value)
+
+
+def check_setting(name: str, value) -> float:
+    """`value` checked against the range of setting `name` in `diffusers_sspir.defaults.RANGES`."""
+    low, high = RANGES[name]
+    if name in ("upscale", "learning_rate"):
+        return check_finite(name, value, above=low, maximum=high)
+    return check_finite(name, value, minimum=low, maximum=high)
+
+
+def check_seed(name: str, value) -> int:
+    """A seed `torch.Generator.manual_seed` accepts: an integer in `[0, 2**63 - 1]`."""
+    return check_integer(name, value, minimum=0, maximum=MAX_SEED)
 
 
 def check_tiling(tile_size, tile_overlap, factor: int | None = None) -> None:

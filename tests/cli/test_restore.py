@@ -113,6 +113,21 @@ def test_duplicate_stems_are_an_error_up_front(sspir, tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [
+        (("--guidance-scale", "1e300"), "--guidance-scale: must be a finite number >= 0 and <= 100, got 1e+300"),
+        (("--upscale", "64"), "--upscale: must be a finite number > 0 and <= 16, got 64"),
+        (("--seed", str(2**64)), "--seed: must be an integer >= 0 and <= 9223372036854775807"),
+    ],
+)
+def test_absurd_numbers_are_refused_before_anything_loads(sspir, tmp_path, extra, message):
+    image = write_image(tmp_path / "a.png")
+    run = sspir("restore", image, "-o", tmp_path / "out", *extra)
+    assert run.code == 2 and message in run.err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
         (("--model", "./no/such/model"), "no such folder"),
         (("--model", "{tmp}"), "cannot load an SSP-IR pipeline"),
         (("--model", "{tmp}", "--tile-overlap", "16"), "--tile-overlap (16) needs --tile-size"),

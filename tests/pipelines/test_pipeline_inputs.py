@@ -48,6 +48,11 @@ BAD_INPUTS = {
     "prompt and embeds": (dict(prompt="a", prompt_embeds=torch.zeros(1, 77, 16)), ValueError, "either `prompt`"),
     "callback inputs": (dict(callback_on_step_end_tensor_inputs=["noise"]), ValueError, "callback_on_step_end"),
     "latents shape": (dict(latents=torch.zeros(1, 4, 2, 2)), ValueError, "`latents` must have shape"),
+    "guidance_scale absurd": (dict(guidance_scale=1e300), ValueError, "`guidance_scale` must be .*<= 100"),
+    "conditioning_scale absurd": (dict(conditioning_scale=1e30), ValueError, "`conditioning_scale` must be .*<= 10"),
+    "conditioning_scale negative": (dict(conditioning_scale=-1), ValueError, "`conditioning_scale` must be .*>= 0"),
+    "eta nan": (dict(eta=float("nan")), ValueError, "`eta` must be a finite number >= 0 and <= 1"),
+    "upscale absurd": (dict(upscale=64), ValueError, "`upscale` must be a finite number > 0 and <= 16"),
 }
 
 
@@ -90,3 +95,15 @@ def test_numpy_batch_is_accepted(pipe):
     batch = np.stack([make_image(seed=0), make_image(seed=1)])  # (B, H, W, C), as diffusers' image processor takes
     out = pipe(**call_kwargs(image=batch, generator=None, num_inference_steps=1))
     assert out.images.shape == (2, 18, 14, 3)
+
+
+def test_non_finite_latents_stop_the_call_with_the_step(tmp_path):
+    """A model that starts producing NaN (here: a NaN weight in the ControlNet's zero convolutions) stops the call
+    with the step it happened at, instead of returning a black image."""
+    from .test_pipeline_sspir import make_pipe
+
+    pipe = make_pipe()
+    with torch.no_grad():
+        pipe.controlnet.controlnet_mid_block.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="at denoising step 1 of 2"):
+        pipe(**call_kwargs(num_inference_steps=2))

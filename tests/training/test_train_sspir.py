@@ -117,8 +117,8 @@ def test_new_run_refuses_a_folder_holding_another_run(tmp_path, sd):
     "options, message",
     [
         (["--resolution", "60"], "--resolution must be a multiple of 8"),
-        (["--null_text_ratio", "1.5"], "--null_text_ratio must be in"),
-        (["--max_train_steps", "0"], "--max_train_steps must be a positive integer"),
+        (["--null_text_ratio", "1.5"], "--null_text_ratio must be a finite number >= 0 and <= 1"),
+        (["--max_train_steps", "0"], "--max_train_steps must be an integer >= 1"),
     ],
 )
 def test_bad_options_are_named(tmp_path, sd, capsys, options, message):
@@ -218,8 +218,12 @@ def test_leftovers_of_a_save_killed_midway_are_cleaned_up(tmp_path, sd):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--image_embed_dim", "0"], "--image_embed_dim must be a positive integer"),
-        (["--max_grad_norm", "-1"], "--max_grad_norm must not be negative"),
+        (["--image_embed_dim", "0"], "--image_embed_dim must be an integer >= 1"),
+        (["--max_grad_norm", "-1"], "--max_grad_norm must be a finite number >= 0"),
+        (["--learning_rate", "inf"], "--learning_rate must be a finite number > 0 and <= 1"),
+        (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
+        (["--seed", str(2**64)], "--seed must be an integer >= 0 and <= 9223372036854775807"),
+        (["--null_text_ratio", "nan"], "--null_text_ratio must be a finite number >= 0 and <= 1"),
         (["--validation_image", "junk.png"], "is not a readable image"),
     ],
 )
@@ -247,3 +251,19 @@ def test_train_unet_trains_all_of_the_unet_and_can_keep_the_text_attention(tmp_p
     default = build(parse_args(FULL, [*sd, *common_args(data, tmp_path / "run2")]))
     assert all(is_branch_parameter(name) for name in default.trainable if name.startswith("unet."))
     assert any(".attn2.to_k." in name for name in default.trainable if name.startswith("controlnet."))
+
+
+def test_a_non_finite_loss_stops_training_with_the_step(tmp_path, sd, monkeypatch):
+    from diffusers_sspir.training import trainer
+
+    original = trainer.LossComputer.__call__
+
+    def poisoned(self, *args, **kwargs):
+        terms = original(self, *args, **kwargs)
+        return {**terms, "loss": terms["loss"] * float("nan")}
+
+    monkeypatch.setattr(trainer.LossComputer, "__call__", poisoned)
+    data = make_hq_folder(tmp_path / "data", count=1)
+    with pytest.raises(FloatingPointError, match="stopped being a finite number at step 1"):
+        main([*sd, *common_args(data, tmp_path / "run")])
+    assert not list((tmp_path / "run").glob("checkpoint-*"))

@@ -7,7 +7,6 @@ package's models are imported inside the functions that need them.
 import argparse
 import contextlib
 import glob
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -60,18 +59,27 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
+def setting(name: str) -> Callable[[str], float]:
+    """An argparse type for the setting `name` of `diffusers_sspir.defaults.RANGES`: the pipeline's own range."""
+    from ..validation import check_setting
+
+    def parse(text: str) -> float:
+        try:
+            return check_setting(name, float(text))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"`{name}` ")) from None
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
+def seed(text: str) -> int:
+    """An argparse type for seeds: an integer in [0, 2**63 - 1], what torch generators accept."""
+    from ..validation import check_seed
+
+    try:
+        return check_seed("seed", int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("`seed` ")) from None
 
 
 def device_name(text: str) -> str:

@@ -45,7 +45,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--max-new-tokens", type=_common.positive_int, default=512, metavar="N", help="longest caption (default: 512)"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="seed of the captioner's sampling (default: 0)"
+        "--seed", type=_common.seed, default=0, metavar="N", help="seed of the captioner's sampling (default: 0)"
     )
     _common.add_device_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="caption again images that have a caption")

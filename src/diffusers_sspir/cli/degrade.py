@@ -37,7 +37,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("folder", type=Path, metavar="HQ_DIR", help="the high-quality images")
     parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUT_DIR", help="gets gt/ and lq/")
     parser.add_argument("--scale", type=_common.positive_int, default=4, metavar="N", help="downscaling (default: 4)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the whole set (default: 0)")
+    parser.add_argument("--seed", type=_common.seed, default=0, metavar="N", help="seed of the whole set (default: 0)")
     parser.add_argument("--crop", type=_common.positive_int, metavar="SIZE", help="centre crop SIZE x SIZE first")
     parser.add_argument(
         "--device", type=_common.device_name, default="cpu", metavar="DEVICE",

@@ -72,14 +72,14 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "see docs/demo_model.md)",
     )
     parser.add_argument(
-        "--upscale", type=_common.positive_float, default=4, metavar="X", help="output size factor (default: 4)"
+        "--upscale", type=_common.setting("upscale"), default=4, metavar="X", help="output size factor (default: 4)"
     )
     parser.add_argument(
         "--steps", type=_common.positive_int, default=50, metavar="N", help="denoising steps (default: 50)"
     )
     parser.add_argument(
         "--guidance-scale",
-        type=_common.finite_float,
+        type=_common.setting("guidance_scale"),
         default=7.5,
         metavar="SCALE",
         help="classifier-free guidance; <= 1 turns it off (default: 7.5)",
@@ -109,7 +109,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="overlap of tiles in output pixels (default: tile / 4)",
     )
     parser.add_argument("--color-fix", choices=COLOR_FIXES, default="wavelet", help="(default: wavelet)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of every image's noise (default: 0)")
+    parser.add_argument(
+        "--seed", type=_common.seed, default=0, metavar="N", help="seed of every image's noise (default: 0)"
+    )
     _common.add_device_arguments(parser)
     parser.add_argument("--save-caption", action="store_true", help="also write <stem>.txt with the prompt used")
     parser.add_argument(

@@ -45,7 +45,7 @@ from ..image_ops import (
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
 from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS
-from ..validation import check_finite, check_integer, check_tiling
+from ..validation import check_integer, check_setting, check_tiling
 
 logger = logging.get_logger(__name__)
 
@@ -450,6 +450,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         output_type: str,
         generator: torch.Generator | list[torch.Generator] | None,
         callback_on_step_end_tensor_inputs: list[str] | None,
+        eta: float = 0.0,
     ) -> None:
         scheduler = type(self.scheduler).__name__
         if scheduler in UNSUPPORTED_SCHEDULERS:
@@ -464,9 +465,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 f"All images of one call must have the same size, got sizes {sorted(sizes)}; restore images of "
                 "different sizes in separate calls."
             )
-        check_finite("upscale", upscale, above=0)
-        check_finite("guidance_scale", guidance_scale)
-        check_finite("conditioning_scale", conditioning_scale)
+        for name, value in (("upscale", upscale), ("guidance_scale", guidance_scale), ("eta", eta),
+                            ("conditioning_scale", conditioning_scale)):  # fmt: skip
+            check_setting(name, value)
         height, width = next(iter(sizes))
         if round(height * upscale) < 1 or round(width * upscale) < 1:
             raise ValueError(f"`upscale`={upscale} turns the {height}x{width} input into an empty image.")
@@ -1018,7 +1019,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         self.check_inputs(
             images, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, upscale, num_inference_steps,
             num_images_per_prompt, guidance_scale, conditioning_scale, start_point, color_fix, tile_size,
-            tile_overlap, output_type, generator, callback_on_step_end_tensor_inputs,
+            tile_overlap, output_type, generator, callback_on_step_end_tensor_inputs, eta,
         )  # fmt: skip
         num_inference_steps, num_images_per_prompt = int(num_inference_steps), int(num_images_per_prompt)
         self._guidance_scale = guidance_scale
@@ -1077,6 +1078,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
         self._num_timesteps = len(timesteps)
         scheduler_timesteps = timesteps.cpu()
+        # The first step whose latents are not finite (-1: none), kept on the device and read once after the loop.
+        first_bad_step = torch.full((), -1, device=latents.device)
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
@@ -1094,6 +1097,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 latents = self.scheduler.step(
                     noise_pred, scheduler_timesteps[i], latents, **extra_step_kwargs, return_dict=False
                 )[0]
+                bad = (first_bad_step < 0) & ~torch.isfinite(latents).all()
+                first_bad_step = torch.where(bad, i, first_bad_step)
 
                 if callback_on_step_end is not None:
                     available = {"latents": latents, "prompt_embeds": prompt_embeds, "image_embeds": image_embeds,
@@ -1119,6 +1124,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
                     progress_bar.update()
 
+        if first_bad_step.item() >= 0:
+            raise FloatingPointError(
+                f"The latents stopped being finite numbers (NaN or inf) at denoising step {first_bad_step.item() + 1} "
+                f"of {len(timesteps)}; check the inputs and settings (a very large guidance_scale or "
+                "conditioning_scale, a model saved with NaN weights, float16 overflow: try float32 or bfloat16)."
+            )
         if output_type == "latent":
             self.maybe_free_model_hooks()
             return SSPIRPipelineOutput(images=latents, prompts=prompts) if return_dict else (latents, prompts, None)

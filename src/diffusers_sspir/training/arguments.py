@@ -6,8 +6,19 @@ import os
 import PIL.Image
 
 from ..defaults import BRANCH_TYPES
+from ..validation import check_finite, check_integer, check_seed, check_setting
 
 FULL, LORA = "full", "lora"
+
+
+def as_flag(check, name: str, value, **bounds):
+    """Runs a `diffusers_sspir.validation` check on option `--name`, with the option's name in the message."""
+    try:
+        return check(name, value, **bounds)
+    except ValueError as error:
+        raise ValueError(str(error).replace(f"`{name}`", f"--{name}")) from None
+
+
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 REPORT_TO = ("auto", "none", "tensorboard", "wandb", "all")
@@ -160,17 +171,15 @@ def check_args(args: argparse.Namespace, mode: str) -> None:
     positive += ["checkpointing_steps", "validation_steps", "validation_inference_steps"]
     positive += ["rank"] if mode == LORA else ["image_embed_dim"]
     for name in positive:
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
+        as_flag(check_integer, name, getattr(args, name), minimum=1)
+    for name in ("lr_warmup_steps", "dataloader_num_workers"):
+        as_flag(check_integer, name, getattr(args, name), minimum=0)
+    as_flag(check_seed, "seed", args.seed)
     if args.resolution % 8 or args.resolution % args.scale:
         raise ValueError(f"--resolution must be a multiple of 8 and of --scale ({args.scale}), got {args.resolution}.")
-    if not 0 <= args.null_text_ratio <= 1:
-        raise ValueError(f"--null_text_ratio must be in [0, 1], got {args.null_text_ratio}.")
-    for name in ("max_grad_norm", "lr_warmup_steps", "dataloader_num_workers"):
-        if getattr(args, name) < 0:
-            raise ValueError(f"--{name} must not be negative, got {getattr(args, name)}.")
-    if args.learning_rate <= 0:
-        raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}.")
+    as_flag(check_finite, "null_text_ratio", args.null_text_ratio, minimum=0, maximum=1)
+    as_flag(check_finite, "max_grad_norm", args.max_grad_norm, minimum=0)
+    as_flag(check_setting, "learning_rate", args.learning_rate)
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
         raise ValueError(f"--checkpoints_total_limit must be at least 1, got {args.checkpoints_total_limit}.")
     if not os.path.isdir(args.train_data_dir):

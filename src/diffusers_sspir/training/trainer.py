@@ -398,6 +398,11 @@ def train(
             means = torch.stack(list(running.values())) / accumulated
             means = accelerator.reduce(means, reduction="mean")  # over processes: the loss of the global batch
             logs = dict(zip(running, means.tolist()))
+            if not all(math.isfinite(value) for value in logs.values()):
+                raise FloatingPointError(
+                    f"The loss stopped being a finite number at step {progress.global_step} ({logs}); the last "
+                    "checkpoint is intact. Lower --learning_rate, check the data, or use --mixed_precision bf16/no."
+                )
             logs["lr"] = lr_scheduler.get_last_lr()[0]
             running, accumulated = {}, 0
             bar.update(1)
