@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "research_parity"))
 import diffusers  # noqa: E402
-import research_env  # noqa: E402,F401  (research code on sys.path, basicsr stubbed)
+import research_env  # noqa: E402  (first: puts the research code on sys.path, stubs basicsr)
 import torch  # noqa: E402
 from models.controlnet import ControlNetModel  # noqa: E402
 from models.unet_2d_condition import UNet2DConditionModel  # noqa: E402
@@ -74,29 +74,6 @@ def machine():
     }
 
 
-def step(unet, controlnet, latents, t, text, image_tokens, lq):
-    """ControlNet -> UNet as the research pipelines/pipeline_bim.py runs them."""
-    rgbs, down, mid = controlnet(
-        latents,
-        t,
-        encoder_hidden_states=text,
-        controlnet_cond=lq,
-        conditioning_scale=1.0,
-        guess_mode=False,
-        return_dict=False,
-        image_encoder_hidden_states=image_tokens,
-    )
-    return unet(
-        latents,
-        t,
-        encoder_hidden_states=text,
-        down_block_additional_residuals=down,
-        mid_block_additional_residual=mid,
-        return_dict=False,
-        image_encoder_hidden_states=image_tokens,
-    )[0]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latent", type=int, nargs="+", default=[32, 64], help="latent sides (LQ side = 8x)")
@@ -134,13 +111,13 @@ def main():
         inputs = (latents, t, text, image_tokens, lq)
 
         t0 = time.perf_counter()
-        pred = step(unet, controlnet, *inputs)
+        pred = research_env.research_step(unet, controlnet, *inputs)[3]
         warmup_s = time.perf_counter() - t0
         assert tuple(pred.shape) == (BATCH, 4, side, side) and bool(torch.isfinite(pred).all())
         times, cpu, load = [], [], []
         for _ in range(n):
             t0, c0 = time.perf_counter(), time.process_time()
-            step(unet, controlnet, *inputs)
+            research_env.research_step(unet, controlnet, *inputs)
             times.append(round(time.perf_counter() - t0, 3))
             cpu.append(round(time.process_time() - c0, 3))
             load.append(round(os.getloadavg()[0], 2))

@@ -26,7 +26,7 @@ import sys
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import research_env  # noqa: E402,F401  (research code on sys.path, basicsr stubbed)
+import research_env  # noqa: E402  (first: puts the research code on sys.path, stubs basicsr)
 import torch  # noqa: E402
 from models.controlnet import ControlNetModel  # noqa: E402
 from models.model import TPBNet  # noqa: E402
@@ -78,30 +78,6 @@ def randomize_(module, gen):
             t.copy_(t.half().float())
 
 
-def run(unet, controlnet, latents, t, text, image_tokens, lq):
-    """ControlNet -> UNet as research_side.py (after pipelines/pipeline_bim.py) runs them."""
-    rgbs, down, mid = controlnet(
-        latents,
-        t,
-        encoder_hidden_states=text,
-        controlnet_cond=lq,
-        conditioning_scale=1.0,
-        guess_mode=False,
-        return_dict=False,
-        image_encoder_hidden_states=image_tokens,
-    )
-    pred = unet(
-        latents,
-        t,
-        encoder_hidden_states=text,
-        down_block_additional_residuals=down,
-        mid_block_additional_residual=mid,
-        return_dict=False,
-        image_encoder_hidden_states=image_tokens,
-    )[0]
-    return rgbs, down, mid, pred
-
-
 def main(out):
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
@@ -125,7 +101,7 @@ def main(out):
     t = torch.tensor([TIMESTEP] * BATCH)
     refine_in = torch.randn(BATCH, 1 + N_PATCHES, CLIP_DIM, generator=g)
 
-    rgbs, down, mid, pred = run(unet, controlnet, latents, t, text, image_tokens, lq)
+    rgbs, down, mid, pred = research_env.research_step(unet, controlnet, latents, t, text, image_tokens, lq)
     # The research code reads clip_vision_outputs.hidden_states[24][:, 1:]; the other layers are NaN so that reading
     # any other one would show.
     hidden = [torch.full_like(refine_in, float("nan")) for _ in range(24)] + [refine_in]
@@ -154,7 +130,7 @@ def main(out):
     # Self-check: the float16 files, loaded back by the research code in float32, reproduce the outputs exactly.
     unet2 = UNet2DConditionModel.from_pretrained(os.path.join(ckpt, "unet"), torch_dtype=torch.float32).eval()
     cn2 = ControlNetModel.from_pretrained(os.path.join(ckpt, "controlnet"), torch_dtype=torch.float32).eval()
-    rgbs2, down2, mid2, pred2 = run(unet2, cn2, latents, t, text, image_tokens, lq)
+    rgbs2, down2, mid2, pred2 = research_env.research_step(unet2, cn2, latents, t, text, image_tokens, lq)
     refine2 = TPBNet(num_cross_proj_layers=2, clip_v_dim=CLIP_DIM, last_dim=IMAGE_DIM).eval()
     refine2.load_state_dict(
         {k: v.float() for k, v in torch.load(os.path.join(ckpt, "refine", "refine.pt"), weights_only=True).items()}

@@ -26,3 +26,27 @@ class _Unused:
 sys.modules["basicsr.archs.srresnet_arch"].MSRResNet = _Unused
 sys.modules["basicsr.archs.srresnet_arch"].ResidualBlockNoBN = _Unused
 sys.modules["basicsr.archs.rrdbnet_arch"].RRDB = _Unused
+
+
+def research_step(unet, controlnet, latents, t, text, image_tokens, lq):
+    """ControlNet -> UNet as the research `pipelines/pipeline_bim.py` runs them; returns `(rgbs, down, mid, pred)`."""
+    rgbs, down, mid = controlnet(
+        latents,
+        t,
+        encoder_hidden_states=text,
+        controlnet_cond=lq,
+        conditioning_scale=1.0,
+        guess_mode=False,
+        return_dict=False,
+        image_encoder_hidden_states=image_tokens,
+    )
+    pred = unet(
+        latents,
+        t,
+        encoder_hidden_states=text,
+        down_block_additional_residuals=down,
+        mid_block_additional_residual=mid,
+        return_dict=False,
+        image_encoder_hidden_states=image_tokens,
+    )[0]
+    return rgbs, down, mid, pred
