@@ -171,9 +171,8 @@ class SSPIRUNetMidBlock2DCrossAttn(_DualPriorBlockMixin, UNetMidBlock2DCrossAttn
         return hidden_states
 
 
-class SSPIRCrossAttnUpBlock2D(_DualPriorBlockMixin, CrossAttnUpBlock2D):
-    """diffusers' `CrossAttnUpBlock2D` with an image transformer before and a pixel transformer after each SD
-    transformer."""
+class _UpBlockForward:
+    """The forward pass of both SSP-IR up blocks (with and without SD attention)."""
 
     def forward(
         self,
@@ -187,13 +186,15 @@ class SSPIRCrossAttnUpBlock2D(_DualPriorBlockMixin, CrossAttnUpBlock2D):
         encoder_attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         inputs = DualPriorInputs.wrap(encoder_hidden_states)
-        for layer, (resnet, attn) in enumerate(zip(self.resnets, self.attentions)):
+        attentions = getattr(self, "attentions", None) or [None] * len(self.resnets)
+        for layer, (resnet, attn) in enumerate(zip(self.resnets, attentions)):
             hidden_states, res_hidden_states_tuple = self._pop_skip(hidden_states, res_hidden_states_tuple)
             hidden_states = self._resnet(resnet, hidden_states, temb)
-            hidden_states = self._image_branch(layer, hidden_states, inputs, cross_attention_kwargs)
-            hidden_states = self._text(
-                attn, hidden_states, inputs, cross_attention_kwargs, attention_mask, encoder_attention_mask
-            )
+            if attn is not None:
+                hidden_states = self._image_branch(layer, hidden_states, inputs, cross_attention_kwargs)
+                hidden_states = self._text(
+                    attn, hidden_states, inputs, cross_attention_kwargs, attention_mask, encoder_attention_mask
+                )
             hidden_states = self._pixel_branch(layer, hidden_states, inputs, cross_attention_kwargs)
 
         if self.upsamplers is not None:
@@ -202,33 +203,16 @@ class SSPIRCrossAttnUpBlock2D(_DualPriorBlockMixin, CrossAttnUpBlock2D):
         return hidden_states
 
 
-class SSPIRUpBlock2D(_DualPriorBlockMixin, UpBlock2D):
+class SSPIRCrossAttnUpBlock2D(_UpBlockForward, _DualPriorBlockMixin, CrossAttnUpBlock2D):
+    """diffusers' `CrossAttnUpBlock2D` with an image transformer before and a pixel transformer after each SD
+    transformer."""
+
+
+class SSPIRUpBlock2D(_UpBlockForward, _DualPriorBlockMixin, UpBlock2D):
     """diffusers' `UpBlock2D` (no SD attention) with a pixel transformer after each ResNet. It declares
     `has_cross_attention`, so the UNet hands it the conditioning."""
 
     has_cross_attention = True
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        res_hidden_states_tuple: tuple[torch.Tensor, ...],
-        temb: torch.Tensor | None = None,
-        encoder_hidden_states: "DualPriorInputs | torch.Tensor | None" = None,
-        cross_attention_kwargs: dict | None = None,
-        upsample_size: int | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        inputs = DualPriorInputs.wrap(encoder_hidden_states)
-        for layer, resnet in enumerate(self.resnets):
-            hidden_states, res_hidden_states_tuple = self._pop_skip(hidden_states, res_hidden_states_tuple)
-            hidden_states = self._resnet(resnet, hidden_states, temb)
-            hidden_states = self._pixel_branch(layer, hidden_states, inputs, cross_attention_kwargs)
-
-        if self.upsamplers is not None:
-            for upsampler in self.upsamplers:
-                hidden_states = upsampler(hidden_states, upsample_size)
-        return hidden_states
 
 
 SSPIR_BLOCKS = {
