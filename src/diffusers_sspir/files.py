@@ -3,7 +3,10 @@
 Cheap to import (the standard library only); PIL and numpy are imported by the functions that need them.
 """
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +85,17 @@ def read_rgb8(path: str | os.PathLike) -> Any:
 
 
 def write_atomic(path: str | os.PathLike, content: Any) -> None:
-    """Writes `content` to `path` through a hidden temporary file next to it (`.<name>.partial`), renamed into place
-    when complete, so that an interrupted run leaves either the whole file or none; the temporary file is removed
-    when writing fails or is interrupted.
+    """Writes `content` to `path` through a hidden temporary file next to it (`.<name>.<pid>-<random>.partial`),
+    renamed into place when complete, so that an interrupted run leaves either the whole file or none; the temporary
+    file is removed when writing fails or is interrupted.
 
     Args:
         path (`str` or `os.PathLike`): the file to write; its folder must exist.
         content (`str` or `PIL.Image.Image`): text (written as UTF-8) or an image (written as PNG).
     """
     path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
+    # unique per writer, so that runs sharing an output folder never write into each other's temporary file
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
         if isinstance(content, str):
             partial.write_text(content, encoding="utf-8")
@@ -101,3 +105,61 @@ def write_atomic(path: str | os.PathLike, content: Any) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def read_claim(path: str | os.PathLike) -> str | None:
+    """`"<host> <pid>"` of the run that holds the claim on `path`, or `None` when nobody does."""
+    try:
+        return Path(path).with_name(f".{Path(path).name}.claim").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _claim_is_live(lock: Path) -> bool:
+    """Whether the run that wrote the claim file `lock` may still be working: on this host, whether its process
+    exists; a claim from another host (a shared folder) is taken as live."""
+    import socket
+
+    try:
+        host, pid = lock.read_text(encoding="utf-8").split()
+        pid = int(pid)
+    except (OSError, ValueError):
+        return True  # being written, or unreadable: leave it alone
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def claim(path: str | os.PathLike) -> Iterator[bool]:
+    """Claims the output `path` for this process while the block runs, so that concurrent runs on one output folder
+    never make the same file: yields `True` when claimed (a hidden `.<name>.claim` file next to it, holding the host
+    and process id, removed afterwards), `False` when another live run holds it. A claim left by a killed run is
+    taken over."""
+    import socket
+
+    lock = Path(path).with_name(f".{Path(path).name}.claim")
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            if _claim_is_live(lock):
+                yield False
+                return
+            lock.unlink(missing_ok=True)  # stale: its run is gone
+    else:
+        yield False
+        return
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(f"{socket.gethostname()} {os.getpid()}\n")
+    try:
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)

@@ -267,3 +267,21 @@ def test_a_non_finite_loss_stops_training_with_the_step(tmp_path, sd, monkeypatc
     with pytest.raises(FloatingPointError, match="stopped being a finite number at step 1"):
         main([*sd, *common_args(data, tmp_path / "run")])
     assert not list((tmp_path / "run").glob("checkpoint-*"))
+
+
+def test_a_second_run_on_the_same_output_dir_refuses_and_a_stale_lock_is_taken_over(tmp_path, sd, capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    data = make_hq_folder(tmp_path / "data", count=1)
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / ".training.claim").write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live run holds it
+    with pytest.raises(SystemExit, match="is in use by another training run"):
+        main([*sd, *common_args(data, output)])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (output / ".training.claim").write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")  # killed run
+    main([*sd, *common_args(data, output)])
+    assert (output / "checkpoint-2").is_dir() and not (output / ".training.claim").exists()

@@ -294,13 +294,29 @@ def run_each(
     if todo:
         from tqdm.auto import tqdm
 
+        from ..files import claim
+
         make = start()
+        claimed_elsewhere = []
         for path, outputs in tqdm(todo.items(), desc=desc, unit="image", position=0):
-            try:
-                make(path, outputs)
-                summary.done.append(str(path))
-            except Exception as error:  # one bad image does not stop the others
-                if getattr(args, "debug", False):
-                    raise
-                summary.fail(str(path), one_line(error))
+            primary = next(iter(outputs.values()))
+            primary.parent.mkdir(parents=True, exist_ok=True)
+            with claim(primary) as mine:
+                if not mine:  # another run (same output folder) is making it now
+                    claimed_elsewhere.append(str(path))
+                    continue
+                if not args.overwrite and all(output.exists() for output in outputs.values()):
+                    summary.skipped.append(str(path))  # another run finished it since the start of this one
+                    continue
+                try:
+                    make(path, outputs)
+                    summary.done.append(str(path))
+                except Exception as error:  # one bad image does not stop the others
+                    if getattr(args, "debug", False):
+                        raise
+                    summary.fail(str(path), one_line(error))
+        if claimed_elsewhere:
+            names = ", ".join(claimed_elsewhere)
+            echo(f"left {len(claimed_elsewhere)} images to another run that is making them: {names}")
+            summary.skipped.extend(claimed_elsewhere)
     return summary.report()

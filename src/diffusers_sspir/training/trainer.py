@@ -2,6 +2,7 @@
 machines, mixed precision, gradient accumulation; resumable from atomic checkpoints)."""
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import PairedImageFolder, collate_fn
 from ..data.degradations import RealESRGANDegradation, RealESRGANDegradationConfig
+from ..files import claim, read_claim
 from ..image_ops import upscale_bicubic
 from ..pipelines import SSPIRPipeline
 from .arguments import parse_args
@@ -287,6 +289,35 @@ def train(
     )
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise TrainingSetupError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no.")
+    with contextlib.ExitStack() as lock:
+        if accelerator.is_main_process:
+            lock.enter_context(output_dir_lock(args.output_dir))
+        return _train(args, build, save_final, accelerator)
+
+
+@contextlib.contextmanager
+def output_dir_lock(output_dir: str):
+    """Holds `--output_dir` for this run: a second run on the same folder refuses to start, naming the first; the
+    lock of a killed run is taken over (see `diffusers_sspir.files.claim`)."""
+    os.makedirs(output_dir, exist_ok=True)
+    target = os.path.join(output_dir, "training")
+    with claim(target) as mine:
+        if not mine:
+            holder = read_claim(target) or "unknown"
+            raise TrainingSetupError(
+                f"--output_dir {output_dir} is in use by another training run (host and process: {holder}); wait "
+                "for it to end, or train into another folder."
+            )
+        yield
+
+
+def _train(
+    args: argparse.Namespace,
+    build: Callable[[argparse.Namespace], TrainingParts],
+    save_final: Callable[[argparse.Namespace, TrainingParts], None],
+    accelerator: Accelerator,
+) -> TrainingParts:
+    """The body of [`train`], run while the main process holds the output folder."""
     if accelerator.is_main_process:
         for note in recover_interrupted_saves(args.output_dir):
             logger.info(note)

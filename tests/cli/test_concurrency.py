@@ -1,0 +1,54 @@
+"""Runs sharing an output folder: each output is claimed by one run at a time, temporary files are per writer."""
+
+import os
+import socket
+import subprocess
+import sys
+
+from diffusers_sspir.files import claim
+
+from .files import write_image
+
+
+def test_claim_is_exclusive_and_released(tmp_path):
+    output = tmp_path / "a.png"
+    with claim(output) as first:
+        assert first and (tmp_path / ".a.png.claim").read_text().split() == [socket.gethostname(), str(os.getpid())]
+        with claim(output) as second:
+            assert not second  # this very process is alive, so its claim holds
+    assert not (tmp_path / ".a.png.claim").exists()
+
+
+def test_claim_of_a_killed_run_is_taken_over_and_another_hosts_is_respected(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".a.png.claim").write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")
+    with claim(tmp_path / "a.png") as mine:
+        assert mine
+    (tmp_path / ".b.png.claim").write_text("some-other-node 1\n")
+    with claim(tmp_path / "b.png") as mine:
+        assert not mine  # a shared folder: another node's run cannot be checked, so it is left alone
+
+
+def test_restore_leaves_images_another_run_is_making(sspir, tmp_path, model_dir):
+    inputs = [write_image(tmp_path / "in" / f"{name}.png", seed=i) for i, name in enumerate("abc")]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".b.png.claim").write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live run holds b
+    run = sspir("restore", *inputs, "-o", out, "--model", model_dir, "--steps", "1", "--upscale", "2")
+    assert run.code == 0
+    assert "left 1 images to another run that is making them" in run.out
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "c.png"]
+
+
+def test_two_concurrent_runs_on_one_folder_share_the_work(tmp_path, model_dir):
+    for i in range(6):
+        write_image(tmp_path / "in" / f"img{i}.png", seed=i)
+    command = [sys.executable, "-c", "import sys; from diffusers_sspir.cli import main; sys.exit(main(sys.argv[1:]))",
+               "restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model_dir),
+               "--steps", "1", "--upscale", "2", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)]  # fmt: skip
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"img{i}.png" for i in range(6)]  # no leftovers
