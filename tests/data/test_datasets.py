@@ -431,3 +431,38 @@ def test_epoch_and_index_validation(paired_root):
         scan_image_folder(paired_root, scale=0)
     with pytest.raises(TypeError, match="`root` must be a `str` or `os.PathLike`"):
         scan_image_folder(None)
+
+
+def _truncated_jpeg(path: Path, seed: int = 0) -> Path:
+    """A JPEG whose header and first scans are intact and whose end is cut off: PIL opens it (and `verify()` passes
+    for JPEG), decoding the pixels fails."""
+    _save(path.with_suffix(".full.jpg"), np.random.RandomState(seed).randint(0, 255, (96, 96, 3), dtype=np.uint8))
+    data = path.with_suffix(".full.jpg").read_bytes()
+    path.with_suffix(".full.jpg").unlink()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_scan_decodes_in_full_so_a_truncated_jpeg_is_reported_up_front(tmp_path):
+    for i in range(2):
+        _save(tmp_path / "gt" / f"good{i}.png", np.random.RandomState(i).randint(0, 255, (96, 96, 3), dtype=np.uint8))
+    _truncated_jpeg(tmp_path / "gt" / "cut.jpg")
+    report = scan_image_folder(tmp_path, scale=4, resolution=64)
+    assert [pair.stem for pair in report.pairs] == ["good0", "good1"]
+    assert "cut.jpg" in report.format() and "truncated" in report.format()
+    dataset = PairedImageFolder(tmp_path, resolution=64, on_problem="skip")
+    assert len(dataset) == 2 and dataset[1]["gt"].shape == (3, 64, 64)
+
+
+def test_a_file_broken_after_the_scan_is_skipped_on_request_and_named_otherwise(tmp_path, caplog):
+    for i in range(3):
+        _save(tmp_path / "gt" / f"img{i}.png", np.random.RandomState(i).randint(0, 255, (96, 96, 3), dtype=np.uint8))
+    strict = PairedImageFolder(tmp_path, resolution=64)
+    skipping = PairedImageFolder(tmp_path, resolution=64, on_problem="skip")
+    data = (tmp_path / "gt" / "img1.png").read_bytes()
+    (tmp_path / "gt" / "img1.png").write_bytes(data[: len(data) // 3])  # broken mid-run
+    with pytest.raises(OSError, match="img1.png"):
+        strict[1]
+    with caplog.at_level(logging.WARNING):
+        item = skipping[1]
+    assert item["stem"] == "img2" and "img1.png" in caplog.text

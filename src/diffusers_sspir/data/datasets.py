@@ -194,11 +194,12 @@ def _list_images(
 
 
 def _read_header(path: Path) -> tuple[tuple[int, int] | None, str | None]:
-    """`((width, height), None)` for a readable image, `(None, reason)` otherwise. Reads the header and verifies."""
+    """`((width, height), None)` for an image that decodes in full, `(None, reason)` otherwise. The whole pixel data
+    is decoded once (a header check passes truncated JPEGs, which then fail mid-training)."""
     try:
         with PIL.Image.open(path) as image:
             size = image.size
-            image.verify()
+            image.load()
     except Exception as error:  # PIL raises many types for broken files (OSError, SyntaxError, struct.error, ...)
         return None, f"unreadable image ({type(error).__name__}: {error}); re-encode or remove the file"
     return size, None
@@ -232,7 +233,7 @@ def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int |
     Check an image folder once and report every problem, instead of failing in the middle of an epoch.
 
     Problems (the files are not used): GT without LQ (when `lq/` exists), LQ without GT, several files with one stem
-    (`a.png` and `a.jpg`), images PIL cannot open or `verify()`, LQ size different from GT size / `scale` (the GT size
+    (`a.png` and `a.jpg`), images PIL cannot decode in full (truncated or corrupt), LQ size different from GT size / `scale` (the GT size
     must be exactly `scale` times the LQ size), captions that are not UTF-8, `lq/` without `gt/`, a folder without
     images. Notes (handled, worth knowing): GT images with a side smaller than `resolution` (the dataset pads them by
     mirroring), subfolders and non-image files (ignored), captions without an image.
@@ -360,8 +361,9 @@ def _load_crop(path: Path, expected_size: tuple[int, int], top: int, left: int, 
             crop = image.crop((left, top, min(left + size, width), min(top + size, height)))
     except OSError as error:
         raise OSError(
-            f"Could not load {str(path)!r}: {error}. The file changed since the dataset was built or its pixel data "
-            "is corrupt (the scan reads headers only); re-encode or remove it and build the dataset again."
+            f"Could not load {str(path)!r}: {error}. The file changed since the dataset was built (the scan decoded "
+            "it); re-encode or remove it and build the dataset again, or pass --skip_bad_files / "
+            'on_problem="skip" to skip such files.'
         ) from error
     return _pad_symmetric(to_tensor_batch(crop, argument_name=str(path))[0], size)
 
@@ -466,6 +468,7 @@ class PairedImageFolder(torch.utils.data.Dataset):
         self.center_crop = center_crop
         self.null_text_ratio = float(null_text_ratio)
         self.seed = seed
+        self.on_problem = on_problem
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @property
@@ -499,6 +502,17 @@ class PairedImageFolder(torch.utils.data.Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} is out of range for a dataset of {len(self)} items.")
         index = int(index) % len(self)
+        for attempt in range(len(self)):
+            try:
+                return self._item((index + attempt) % len(self))
+            except OSError as error:
+                if self.on_problem != "skip":
+                    raise
+                # A file that broke after the scan: logged, and the next item takes its place.
+                logger.warning(f"Skipping item {(index + attempt) % len(self)}: {error}")
+        raise OSError(f"No item of {self.root} can be loaded any more; see the warnings above.")
+
+    def _item(self, index: int) -> dict[str, Any]:
         pair = self.pairs[index]
         # One draw per decision, in a fixed order, so that e.g. the flip does not depend on the image size.
         flip_u, caption_u, top_u, left_u = np.random.default_rng((self.seed, self.epoch, index)).random(4)
