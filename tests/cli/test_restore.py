@@ -229,3 +229,23 @@ def test_without_model_the_bundled_demo_model_is_used_or_its_absence_explained(s
     run = sspir("restore", write_image(tmp_path / "a.png"), "-o", tmp_path / "out")
     assert run.code == 2 and "bundled demo model is missing" in run.err and "--model" in run.err
     assert len(run.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", ["below-a-file", "is-a-file", "read-only"])
+def test_unusable_output_folders_are_refused_before_the_model_loads(sspir, tmp_path, monkeypatch, case):
+    import os
+
+    from diffusers_sspir.cli import restore as restore_module
+
+    image = write_image(tmp_path / "in" / "a.png")
+    (tmp_path / "file").write_text("x")
+    output = {"below-a-file": tmp_path / "file" / "out", "is-a-file": tmp_path / "file", "read-only": tmp_path / "ro"}
+    if case == "read-only":
+        (tmp_path / "ro").mkdir()
+        monkeypatch.setattr("tempfile.mkstemp", lambda **k: (_ for _ in ()).throw(OSError(30, os.strerror(30))))
+    monkeypatch.setattr(restore_module, "load_pipeline", lambda args: pytest.fail("the model was loaded"))
+    run = sspir("restore", image, "-o", output[case], "--model", tmp_path)
+    assert run.code == 2 and len(run.err.strip().splitlines()) == 1
+    assert {"below-a-file": "is a file, so the folder cannot be made", "is-a-file": "is a file; pass a folder",
+            "read-only": "Read-only file system); pass a folder you can write to"}[case] in run.err  # fmt: skip
+    assert "Error" not in run.err  # no Python class names

@@ -221,6 +221,29 @@ def check_outputs_are_not_inputs(plans: dict[Path, dict[str, Path]]) -> None:
                 )
 
 
+def check_output_folder(flag: str, folder: Path) -> None:
+    """A `CLIError` unless outputs can be written into `folder` (made if missing): checked before any model loads,
+    by writing and removing a probe file in the folder or its nearest existing parent; nothing is created."""
+    import tempfile
+
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"{flag} {folder}: is a file; pass a folder for the outputs.")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CLIError(f"{flag} {folder}: {existing} is a file, so the folder cannot be made; pass another folder.")
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".sspir-probe-", dir=existing)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or one_line(error)
+        raise CLIError(
+            f"{flag} {folder}: cannot write in {existing} ({reason}); pass a folder you can write to."
+        ) from None
+
+
 def check_writable(paths: list[Path], overwrite: bool, what: str) -> None:
     """A `CLIError` if one of `paths` exists and `overwrite` is not set."""
     existing = [str(p) for p in paths if p.exists()]

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(one_line(error)) from None
     if not todo and not done:
         raise CLIError(f"{args.folder}: the folder holds no images.")
+    if todo:
+        _common.check_output_folder("--output" if args.output else "the caption folder", output_dir)
     summary = _common.Summary("captioned", skipped=[str(p) for p in done])
     if done:
         echo(f"skipping {len(done)} of {len(todo) + len(done)} images already captioned in {output_dir}")

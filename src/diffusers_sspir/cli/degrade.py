@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if not images:
         raise CLIError(f"{args.folder}: the folder holds no images.")
     _common.check_unique_stems(images)
+    _common.check_output_folder("-o", args.output_dir)
     if args.output_dir.resolve() == args.folder.resolve():
         raise CLIError(f"-o {args.output_dir}: is the input folder; choose another folder for the pairs.")
     for kind in ("gt", "lq"):

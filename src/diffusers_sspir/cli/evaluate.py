@@ -201,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--pred {args.pred} and --gt {args.gt}: no image has a partner with the same file stem.")
     csv_path, json_path = output_paths(args)
     _common.check_writable([csv_path, json_path], args.overwrite, "the metrics file")
+    _common.check_output_folder("--output", csv_path.parent)
     pyiqa_metrics = load_pyiqa_metrics(pyiqa_names, args.device)
     columns = [column for name in builtin for column in BUILTIN_METRICS[name]] + pyiqa_names
 

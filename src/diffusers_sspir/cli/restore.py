@@ -273,8 +273,7 @@ def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     inputs = _common.collect_inputs(args.inputs)
     _common.check_unique_stems(inputs)
-    if args.output_dir.exists() and not args.output_dir.is_dir():
-        raise CLIError(f"-o {args.output_dir}: exists and is not a folder; pass a folder for the outputs.")
+    _common.check_output_folder("-o", args.output_dir)
     plans = {path: planned_outputs(path, args) for path in inputs}
     _common.check_outputs_are_not_inputs(plans)
 

@@ -233,13 +233,14 @@ def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int |
     Check an image folder once and report every problem, instead of failing in the middle of an epoch.
 
     Problems (the files are not used): GT without LQ (when `lq/` exists), LQ without GT, several files with one stem
-    (`a.png` and `a.jpg`), images PIL cannot decode in full (truncated or corrupt), LQ size different from GT size / `scale` (the GT size
-    must be exactly `scale` times the LQ size), captions that are not UTF-8, `lq/` without `gt/`, a folder without
-    images. Notes (handled, worth knowing): GT images with a side smaller than `resolution` (the dataset pads them by
-    mirroring), subfolders and non-image files (ignored), captions without an image.
+    (`a.png` and `a.jpg`), images PIL cannot decode in full (truncated or corrupt: every image is decoded once), LQ
+    size different from GT size / `scale` (the GT size must be exactly `scale` times the LQ size), captions that are
+    not UTF-8, `lq/` without `gt/`, a folder without images. Notes (handled, worth knowing): GT images with a side
+    smaller than `resolution` (the dataset pads them by mirroring), subfolders and non-image files (ignored), captions
+    without an image.
 
-    Only headers are read: a file whose header is intact but whose pixel data is truncated (a JPEG cut short, say) is
-    detected when the dataset loads it, with an error naming the file.
+    Every image is decoded once, so a file whose header is intact but whose pixel data is truncated (a JPEG cut short,
+    say) is reported here rather than failing mid-training.
 
     Args:
         root (`str` or `os.PathLike`): the folder (see the module docstring for the layout).
