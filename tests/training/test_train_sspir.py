@@ -285,3 +285,20 @@ def test_a_second_run_on_the_same_output_dir_refuses_and_a_stale_lock_is_taken_o
     (output / ".training.claim").write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")  # killed run
     main([*sd, *common_args(data, output)])
     assert (output / "checkpoint-2").is_dir() and not (output / ".training.claim").exists()
+
+
+def test_an_intermediate_checkpoint_exports_to_a_pipeline_folder(tmp_path, sd, capsys):
+    from diffusers_sspir.training.export import main as export
+
+    data = make_hq_folder(tmp_path / "data", count=1)
+    output = tmp_path / "run"
+    main([*sd, *common_args(data, output, steps=2), "--checkpointing_steps", "1"])
+    assert export([str(output / "checkpoint-1"), "--output", str(tmp_path / "step1")]) == 0
+    assert "load it with SSPIRPipeline.from_pretrained" in capsys.readouterr().out
+    step1 = SSPIRPipeline.from_pretrained(tmp_path / "step1")
+    trained = load_file(output / "checkpoint-1" / "trainable.safetensors")
+    name = next(key for key in trained if key.startswith("controlnet."))
+    torch.testing.assert_close(step1.controlnet.state_dict()[name.removeprefix("controlnet.")], trained[name])
+    assert export([str(output / "checkpoint-1"), "--output", str(tmp_path / "step1")]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert export([str(output / "checkpoint-1"), "--output", str(tmp_path / "step1"), "--overwrite"]) == 0

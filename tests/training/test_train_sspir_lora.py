@@ -81,3 +81,23 @@ def test_target_module_pattern(names, on_branches, matches, rejects):
 def test_empty_target_modules_are_refused():
     with pytest.raises(ValueError, match="--lora_target_modules"):
         lora_target_modules(" , ", False)
+
+
+def test_an_intermediate_checkpoint_exports_to_lora_files_and_the_raw_file_is_refused(tmp_path, sspir_folder):
+    from diffusers_sspir.training.export import main as export
+
+    data = make_hq_folder(tmp_path / "data", count=1)
+    output = tmp_path / "lora"
+    main(["--pretrained_sspir", str(sspir_folder), *common_args(data, output, steps=2), "--rank", "2",
+          "--learning_rate", "1e-2"])  # fmt: skip
+    pipe = SSPIRPipeline.from_pretrained(sspir_folder)
+    with pytest.raises(ValueError, match="is a training checkpoint, not a LoRA file: export it"):
+        pipe.load_lora_weights(output / "checkpoint-2")
+    with pytest.raises(ValueError, match="is a training checkpoint"):
+        pipe.load_lora_weights(output / "checkpoint-2", weight_name="trainable.safetensors")
+    assert export([str(output / "checkpoint-2"), "--output", str(tmp_path / "exported")]) == 0
+    final, exported = (load_file(p / "pytorch_lora_weights.safetensors") for p in (output, tmp_path / "exported"))
+    assert final.keys() == exported.keys()  # the checkpoint at the last step is the finished run
+    for key in final:
+        torch.testing.assert_close(exported[key], final[key], rtol=0, atol=0)
+    assert export([str(output / "checkpoint-2"), "--output", str(tmp_path / "exported")]) == 2  # no overwrite

@@ -340,6 +340,27 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             stub.write(CUSTOM_PIPELINE_STUB)
         super().save_pretrained(save_directory, **kwargs)
 
+    def load_lora_weights(self, pretrained_model_name_or_path_or_dict, adapter_name=None, **kwargs) -> None:
+        r"""
+        Loads LoRA weights into the UNet and text encoder, as diffusers'
+        [`~diffusers.loaders.StableDiffusionLoraLoaderMixin.load_lora_weights`] does, and refuses a training
+        checkpoint (`checkpoint-<step>/` or its `trainable.safetensors`), which is not a LoRA file: export it first
+        with `python -m diffusers_sspir.training.export CHECKPOINT --output OUT`.
+        """
+        from ..training.checkpoint import is_training_checkpoint_file
+
+        source = pretrained_model_name_or_path_or_dict
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fspath(source)
+            if os.path.isdir(path):
+                path = os.path.join(path, kwargs.get("weight_name") or "trainable.safetensors")
+            if os.path.isfile(path) and is_training_checkpoint_file(path):
+                raise ValueError(
+                    f"{source} is a training checkpoint, not a LoRA file: export it with `python -m "
+                    f"diffusers_sspir.training.export {os.path.dirname(path) or '.'} --output OUT` and load OUT."
+                )
+        super().load_lora_weights(pretrained_model_name_or_path_or_dict, adapter_name=adapter_name, **kwargs)
+
     # ------------------------------------------------------------------ speed
 
     def fuse_qkv_projections(self, unet: bool = True, vae: bool = True, controlnet: bool = True) -> None:

@@ -204,4 +204,5 @@ def parse_args(mode: str, argv: list[str] | None = None) -> argparse.Namespace:
         check_args(args, mode)
     except ValueError as error:
         parser.error(str(error))
+    args.script = mode  # recorded in every checkpoint's run.json, for `python -m diffusers_sspir.training.export`
     return args

@@ -23,6 +23,9 @@ from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+# Metadata of `trainable.safetensors`, so that loaders meant for finished models can recognise and refuse the file.
+TRAINABLE_METADATA = {"format": "pt", "diffusers_sspir": "training-checkpoint"}
+RUN_FILE = "run.json"  # the options of the run that wrote the checkpoint, for exporting it
 
 
 @dataclass
@@ -80,14 +83,19 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     lr_scheduler: Any | None = None,
     scaler: Any | None = None,
+    run_options: dict[str, Any] | None = None,
 ) -> str:
     """Writes `output_dir/checkpoint-<global_step>` atomically and returns its path. An existing checkpoint of the
-    same step (left by an earlier attempt of this run) is replaced only once the new one is complete."""
+    same step (left by an earlier attempt of this run) is replaced only once the new one is complete. `run_options`
+    (the command-line options) are written to `run.json`, so that the checkpoint can be exported on its own."""
     os.makedirs(output_dir, exist_ok=True)
     final = os.path.join(output_dir, f"checkpoint-{progress.global_step}")
     staging = tempfile.mkdtemp(prefix=f".checkpoint-{progress.global_step}.", dir=output_dir)
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, f"{staging}/trainable.safetensors")
+        trained = {k: v.detach().cpu().contiguous() for k, v in trainable.items()}
+        save_file(trained, f"{staging}/trainable.safetensors", metadata=TRAINABLE_METADATA)
+        if run_options is not None:
+            _write_json(f"{staging}/{RUN_FILE}", run_options)
         tensors: dict[str, torch.Tensor] = {}
         optimizer_structure = flatten_state(optimizer.state_dict(), "optimizer", tensors)
         save_file(tensors, f"{staging}/optimizer.safetensors")
@@ -112,6 +120,17 @@ def save_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def is_training_checkpoint_file(path: str) -> bool:
+    """Whether `path` is the `trainable.safetensors` of a training checkpoint (by its metadata)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "pt") as file:
+            return (file.metadata() or {}).get("diffusers_sspir") == TRAINABLE_METADATA["diffusers_sspir"]
+    except Exception:  # not a safetensors file: not ours to judge
+        return False
 
 
 def recover_interrupted_saves(output_dir: str) -> list[str]:

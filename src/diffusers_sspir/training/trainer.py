@@ -12,6 +12,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -444,7 +445,13 @@ def _train(
                 if accelerator.is_main_process:
                     trained = {name: p.detach() for name, p in parts.trainable.items()}
                     path = save_checkpoint(
-                        args.output_dir, progress, trained, optimizer, lr_scheduler, accelerator.scaler
+                        args.output_dir,
+                        progress,
+                        trained,
+                        optimizer,
+                        lr_scheduler,
+                        accelerator.scaler,
+                        run_options=run_options(args),
                     )
                     deleted = prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
                     logger.info(f"Saved {path}" + (f"; deleted {', '.join(deleted)}." if deleted else "."))
@@ -465,6 +472,19 @@ def _train(
         logger.info(f"Saved the trained model to {args.output_dir}.")
     accelerator.end_training()
     return parts
+
+
+PATH_OPTIONS = ("pretrained_model_name_or_path", "image_encoder", "pretrained_sspir", "train_data_dir")
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of the run as JSON, local paths made absolute, for the `run.json` of each checkpoint."""
+    options = json.loads(json.dumps(vars(args), default=str))
+    for name in PATH_OPTIONS:
+        value = options.get(name)
+        if isinstance(value, str) and os.path.exists(value):
+            options[name] = os.path.abspath(value)
+    return options
 
 
 def run_script(
