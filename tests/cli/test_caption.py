@@ -158,3 +158,10 @@ def test_default_caption_folder_follows_the_training_layout(tmp_path, name, expe
     from diffusers_sspir.captioners import default_caption_dir
 
     assert default_caption_dir(tmp_path / name) == tmp_path / expected
+
+
+def test_fixed_captioner_needs_a_text(sspir, tmp_path):
+    write_image(tmp_path / "in" / "a.png")
+    run = sspir("caption", tmp_path / "in", "--captioner", "fixed:   ")
+    assert run.code == 2 and "--captioner fixed:TEXT needs a text after 'fixed:'" in run.err
+    assert not (tmp_path / "in" / "captions").exists()

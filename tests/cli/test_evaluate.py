@@ -92,7 +92,8 @@ def test_never_overwrites_without_asking_and_output_prefix(sspir, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (("--metrics", "psnr,lpips"), "needs pyiqa, which is not installed"),
+        (("--metrics", "psnr,lpips"), "other names are pyiqa metrics, and pyiqa is not installed"),
+        (("--metrics", "psnrr"), "--metrics psnrr: not built in (psnr, ssim are)"),
         (("--metrics", "psnr,psnr"), "named twice"),
         (("--crop-border", "20"), "leaves nothing"),
     ],
@@ -196,3 +197,14 @@ def test_16_bit_ground_truth_is_read_as_8_bit(sspir, tmp_path):
     PIL.Image.new("RGB", (24, 24), (100, 100, 100)).save(tmp_path / "pred" / "a.png")
     assert sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt").code == 0
     assert read_json(tmp_path / "pred" / "metrics.json")["images"]["a"]["psnr"] == "inf"
+
+
+def test_identical_pairs_are_reported_and_left_out_of_the_psnr_mean(sspir, tmp_path):
+    write_pair(tmp_path, "a", offset=0)  # identical: PSNR inf
+    write_pair(tmp_path, "b", offset=8)
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert run.code == 0
+    assert "identical: 1 pairs are pixel-identical (PSNR inf), left out of the PSNR means: a" in run.out
+    report = read_json(tmp_path / "pred" / "metrics.json")
+    assert report["identical"] == ["a"] and report["mean"]["psnr"] == report["images"]["b"]["psnr"] != "inf"
+    assert report["mean"]["ssim"] == pytest.approx((report["images"]["a"]["ssim"] + report["images"]["b"]["ssim"]) / 2)

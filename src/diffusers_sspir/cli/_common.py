@@ -221,6 +221,15 @@ def check_outputs_are_not_inputs(plans: dict[Path, dict[str, Path]]) -> None:
                 )
 
 
+def check_captioner_spec(spec: str) -> None:
+    """`--captioner` is `none`, `fixed:TEXT` with a text, or a model folder / Hub id (checked as such)."""
+    if spec.startswith("fixed:"):
+        if not spec[len("fixed:") :].strip():
+            raise CLIError("--captioner fixed:TEXT needs a text after 'fixed:' (or use --captioner none).")
+    elif spec != "none":
+        check_model_source("--captioner", spec)
+
+
 def check_output_folder(flag: str, folder: Path) -> None:
     """A `CLIError` unless outputs can be written into `folder` (made if missing): checked before any model loads,
     by writing and removing a probe file in the folder or its nearest existing parent; nothing is created."""

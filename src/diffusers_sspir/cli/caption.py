@@ -78,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.captioner == "none":
         raise CLIError("--captioner none: nothing to caption with; pass a vision-language model or fixed:TEXT.")
-    if not args.captioner.startswith("fixed:"):
-        _common.check_model_source("--captioner", args.captioner)
+    _common.check_captioner_spec(args.captioner)
     if not args.folder.is_dir():
         raise CLIError(f"{args.folder}: no such folder; pass the folder of images to caption.")
     try:

@@ -28,7 +28,8 @@ pyiqa, if installed, on the whole images.
 Prints a table (each pair, then the mean) and writes it to metrics.csv and metrics.json in
 --pred (or PREFIX.csv and PREFIX.json), never replacing them without --overwrite. Files
 without a partner, and pairs that differ in size, are reported. PSNR of identical images
-is inf (the string "inf" in JSON)."""
+is inf (the string "inf" in JSON); such pairs are listed as identical and left out of the
+PSNR means."""
 
 EPILOG = """examples:
   sspir evaluate --pred restored/ --gt pairs/gt/
@@ -90,8 +91,9 @@ def load_pyiqa_metrics(names: list[str], device_name: str) -> dict[str, Any]:
         import pyiqa
     except ImportError:
         raise CLIError(
-            f"--metrics {','.join(names)}: needs pyiqa, which is not installed. Install it (pip install pyiqa; it may "
-            "pull another torch, so a separate environment is safer) or keep to psnr,ssim."
+            f"--metrics {','.join(names)}: not built in ({', '.join(BUILTIN_METRICS)} are); other names are pyiqa "
+            "metrics, and pyiqa is not installed. Check the spelling, or install pyiqa (pip install pyiqa; it may "
+            "pull another torch, so a separate environment is safer)."
         ) from None
     unknown = [name for name in names if name not in pyiqa.list_models()]
     if unknown:
@@ -213,9 +215,16 @@ def run(args: argparse.Namespace) -> int:
             if getattr(args, "debug", False):
                 raise
             failed[stem] = one_line(error)
-    mean = {c: sum(values[c] for values in rows.values()) / len(rows) for c in columns} if rows else {}
+    identical = sorted(stem for stem, values in rows.items() if any(math.isinf(v) for v in values.values()))
+    mean = {}
+    for column in columns if rows else []:
+        finite = [values[column] for values in rows.values() if math.isfinite(values[column])]
+        mean[column] = sum(finite) / len(finite) if finite else math.inf
 
     print_table(columns, rows, failed, mean)
+    if identical:
+        names = ", ".join(identical[:10]) + (", ..." if len(identical) > 10 else "")
+        echo(f"identical: {len(identical)} pairs are pixel-identical (PSNR inf), left out of the PSNR means: {names}")
     for flag, files in (("--pred", unpaired_pred), ("--gt", unpaired_gt)):
         if files:
             names = ", ".join(p.name for p in files[:10]) + (", ..." if len(files) > 10 else "")
@@ -234,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         "pred": str(args.pred), "gt": str(args.gt), "crop_border": args.crop_border, "metrics": columns,
         "count": len(rows), "mean": {c: json_value(v) for c, v in mean.items()},
         "images": {stem: {c: json_value(v) for c, v in values.items()} for stem, values in rows.items()},
-        "failed": failed,
+        "failed": failed, "identical": identical,
         "unpaired": {"pred": [p.name for p in unpaired_pred], "gt": [p.name for p in unpaired_gt]},
     }  # fmt: skip
     csv_path.parent.mkdir(parents=True, exist_ok=True)

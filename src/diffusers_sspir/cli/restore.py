@@ -131,11 +131,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.model is not None:
         _common.check_model_source("--model", args.model)
     check_tiling_arguments(args)  # the rest of the pipeline's rule once the model (its VAE) is loaded
-    if args.captioner.startswith("fixed:"):
-        if not args.captioner[len("fixed:") :].strip():
-            raise CLIError("--captioner fixed:TEXT needs a text after 'fixed:' (or use --captioner none).")
-    elif args.captioner != "none":
-        _common.check_model_source("--captioner", args.captioner)
+    _common.check_captioner_spec(args.captioner)
 
 
 def check_tiling_arguments(args: argparse.Namespace, factor: int | None = None) -> None:
