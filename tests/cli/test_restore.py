@@ -249,3 +249,12 @@ def test_unusable_output_folders_are_refused_before_the_model_loads(sspir, tmp_p
     assert {"below-a-file": "is a file, so the folder cannot be made", "is-a-file": "is a file; pass a folder",
             "read-only": "Read-only file system); pass a folder you can write to"}[case] in run.err  # fmt: skip
     assert "Error" not in run.err  # no Python class names
+
+
+def test_files_a_folder_holds_besides_images_are_listed_as_skipped(sspir, tmp_path, model_dir):
+    write_image(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "clip.gif").write_bytes(b"GIF89a")
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    run = sspir("restore", tmp_path / "in", "-o", tmp_path / "out", "--model", model_dir, "--steps", "1",
+                "--upscale", "2")  # fmt: skip
+    assert run.code == 0 and "skipping 2 files that are not" in run.out and "clip.gif, notes.txt" in run.out

@@ -183,6 +183,11 @@ def collect_inputs(items: list[str]) -> list[Path]:
             matches = list_images(path)
             if not matches:
                 raise CLIError(f"{item}: the folder holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+            others = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            others = [name for name in others if Path(name).suffix.lower() not in IMAGE_EXTENSIONS]
+            if others:  # a .gif, say: said, not silently left out
+                names = ", ".join(others[:10]) + (", ..." if len(others) > 10 else "")
+                echo(f"{item}: skipping {len(others)} files that are not {'/'.join(IMAGE_EXTENSIONS)} images: {names}")
         elif path.is_file():
             matches = [path]
         elif glob.has_magic(item):
