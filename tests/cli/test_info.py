@@ -50,3 +50,17 @@ def test_not_a_model_folder(sspir, tmp_path):
     assert run.code == 2 and "no model_index.json" in run.err
     run = sspir("info", tmp_path / "missing")
     assert run.code == 2 and "no such folder" in run.err
+
+
+def test_truncated_and_garbage_weights_are_flagged_with_the_file(sspir, tmp_path, model_dir):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    weights = copy / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # a download cut short
+    run = sspir("info", copy)
+    assert run.code == 2 and f"{weights}: truncated: its tensors need" in run.err
+    weights.write_bytes(b"not a safetensors file at all")
+    run = sspir("info", copy)
+    assert run.code == 2 and f"{weights}: not a readable safetensors file" in run.err

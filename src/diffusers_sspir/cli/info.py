@@ -57,11 +57,25 @@ def devices() -> list[str]:
 
 
 def read_safetensors_header(path: Path) -> dict[str, dict]:
-    """The tensor entries (`dtype`, `shape`, `data_offsets`) of a safetensors file, read from its header only."""
-    with open(path, "rb") as file:
-        (length,) = struct.unpack("<Q", file.read(8))
-        header = json.loads(file.read(length))
-    header.pop("__metadata__", None)
+    """The tensor entries (`dtype`, `shape`, `data_offsets`) of a safetensors file, from its header, checked against
+    the file: a header that does not parse, or tensors that need more bytes than the file has (a truncated download),
+    raise a `CLIError` naming the file."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            if not 0 < length <= size - 8:
+                raise ValueError(f"its header claims {length} bytes")
+            header = json.loads(file.read(length))
+        header.pop("__metadata__", None)
+        end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError) as error:
+        raise CLIError(f"{path}: not a readable safetensors file ({error}); download or save it again.") from None
+    if 8 + length + end > size:
+        raise CLIError(
+            f"{path}: truncated: its tensors need {8 + length + end:,} bytes, the file has {size:,}; download or save "
+            "it again."
+        )
     return header
 
 
