@@ -88,8 +88,9 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, sd, mo
         return path
 
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as interrupted:  # Ctrl-C: exit status 130, no traceback
         main(run_args(tmp_path / "resumed"))
+    assert interrupted.value.code == 130
     assert not (tmp_path / "resumed" / "model_index.json").exists()
     monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
     main([*run_args(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"])
@@ -264,7 +265,7 @@ def test_a_non_finite_loss_stops_training_with_the_step(tmp_path, sd, monkeypatc
 
     monkeypatch.setattr(trainer.LossComputer, "__call__", poisoned)
     data = make_hq_folder(tmp_path / "data", count=1)
-    with pytest.raises(FloatingPointError, match="stopped being a finite number at step 1"):
+    with pytest.raises(SystemExit, match="stopped being a finite number at step 1"):
         main([*sd, *common_args(data, tmp_path / "run")])
     assert not list((tmp_path / "run").glob("checkpoint-*"))
 
@@ -302,3 +303,24 @@ def test_an_intermediate_checkpoint_exports_to_a_pipeline_folder(tmp_path, sd, c
     assert export([str(output / "checkpoint-1"), "--output", str(tmp_path / "step1")]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
     assert export([str(output / "checkpoint-1"), "--output", str(tmp_path / "step1"), "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("case", ["not-a-model", "ctrl-c"])
+def test_user_errors_and_ctrl_c_end_without_a_traceback(tmp_path, sd, capsys, monkeypatch, case):
+    from diffusers_sspir.training import trainer
+
+    data = make_hq_folder(tmp_path / "data", count=1)
+    if case == "not-a-model":
+        (tmp_path / "junk").mkdir()
+        (tmp_path / "junk" / "model_index.json").write_text("{}")
+        with pytest.raises(SystemExit, match="cannot build the model to train from"):
+            main(["--pretrained_sspir", str(tmp_path / "junk"), *common_args(data, tmp_path / "run")])
+        return
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.LossComputer, "__call__", interrupt)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*sd, *common_args(data, tmp_path / "run")])
+    assert exit_info.value.code == 130 and "interrupted; no checkpoint was written yet" in capsys.readouterr().err

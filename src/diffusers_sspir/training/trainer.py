@@ -332,7 +332,13 @@ def _train(
 
     dataset, degradation = make_dataset(args)
     set_seed(args.seed)  # the initialisation of new layers
-    parts = build(args)
+    try:
+        parts = build(args)
+    except (OSError, ValueError) as error:  # a model folder that is not one, bad LoRA targets, ...
+        source = args.pretrained_sspir or args.pretrained_model_name_or_path
+        raise TrainingSetupError(
+            f"cannot build the model to train from {source}: {' '.join(str(error).split())}"
+        ) from None
     place_parts(parts, device, weight_dtype)
     if args.gradient_checkpointing:
         parts.module.unet.enable_gradient_checkpointing()
@@ -494,10 +500,16 @@ def run_script(
     argv: list[str] | None = None,
 ) -> None:
     """The command-line entry of a training script: parse and check the options, log at INFO, train, and print a
-    set-up problem as one error line (exit status 1) instead of a traceback."""
+    set-up problem or a diverged loss as one error line (exit status 1) instead of a traceback; Ctrl-C ends the run
+    with exit status 130, the checkpoints written so far intact (a checkpoint being written is never half there)."""
     args = parse_args(mode, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         train(args, build, save_final)
-    except TrainingSetupError as error:
+    except (TrainingSetupError, FloatingPointError) as error:
         sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        latest = list_checkpoints(args.output_dir)
+        where = f"the last complete checkpoint is {latest[-1][1]}" if latest else "no checkpoint was written yet"
+        print(f"interrupted; {where} (resume with --resume_from_checkpoint latest).", file=sys.stderr)
+        sys.exit(130)
