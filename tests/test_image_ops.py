@@ -1,4 +1,4 @@
-"""Tests for `diffusers_sspir.image_ops` (CPU only, fast)."""
+"""Tests for `diffusers_sspir.image_ops` (inputs, resize, color_fix, tiling; CPU only, fast)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from diffusers_sspir.image_ops import (
-    _wavelet_decomposition,
     adain_color_fix,
     apply_color_fix,
     gaussian_weights,
@@ -17,6 +16,7 @@ from diffusers_sspir.image_ops import (
     to_tensor_batch,
     wavelet_color_fix,
 )
+from diffusers_sspir.image_ops.color_fix import _wavelet_decomposition
 
 H, W = 5, 7
 

@@ -360,6 +360,7 @@ def _load_crop(path: Path, expected_size: tuple[int, int], top: int, left: int, 
                 raise OSError(f"the image is now {_size_text(image.size)}, the scan found {_size_text(expected_size)}")
             width, height = image.size
             crop = image.crop((left, top, min(left + size, width), min(top + size, height)))
+            crop.info = {}  # the crop is in stored pixel order: no EXIF/XMP orientation may turn it afterwards
     except OSError as error:
         raise OSError(
             f"Could not load {str(path)!r}: {error}. The file changed since the dataset was built (the scan decoded "
