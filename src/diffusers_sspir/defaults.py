@@ -38,3 +38,8 @@ RANGES = {
     "learning_rate": (0, 1),
 }
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
+
+# Images larger than this many pixels are refused before their pixels are decoded (Pillow's own decompression-bomb
+# guard only fires at about 179 MP); the environment variable SSPIR_MAX_INPUT_PIXELS sets another limit (0: none).
+MAX_INPUT_PIXELS = 40_000_000
+MAX_INPUT_PIXELS_VARIABLE = "SSPIR_MAX_INPUT_PIXELS"

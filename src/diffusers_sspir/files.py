@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .defaults import MAX_INPUT_PIXELS, MAX_INPUT_PIXELS_VARIABLE
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """File extensions (lower case) taken as images when a folder is listed."""
 
@@ -42,6 +44,23 @@ def check_unique_stems(paths: list[Path]) -> None:
             )
 
 
+def max_input_pixels() -> int:
+    """The largest image (in pixels) the readers decode: `SSPIR_MAX_INPUT_PIXELS` if set (0: no limit), else
+    `diffusers_sspir.defaults.MAX_INPUT_PIXELS`."""
+    value = os.environ.get(MAX_INPUT_PIXELS_VARIABLE)
+    if value is None:
+        return MAX_INPUT_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        raise ValueError(
+            f"{MAX_INPUT_PIXELS_VARIABLE}={value!r}: must be a whole number of pixels (0: no limit)."
+        ) from None
+    if limit < 0:
+        raise ValueError(f"{MAX_INPUT_PIXELS_VARIABLE}={value!r}: must be >= 0 (0: no limit).")
+    return limit
+
+
 def read_image(path: str | os.PathLike) -> Any:
     """Opens and decodes an image file, turned upright by its EXIF orientation.
 
@@ -50,18 +69,27 @@ def read_image(path: str | os.PathLike) -> Any:
 
     Raises:
         ValueError: if the file is not an image PIL can read (unknown format, truncated or broken data), with the
-            reason.
+            reason, or if it has more pixels than [`max_input_pixels`] allows (checked before decoding).
     """
     import PIL.Image
     import PIL.ImageOps
 
+    limit = max_input_pixels()
     try:
         with PIL.Image.open(path) as image:
-            image.load()
-        return PIL.ImageOps.exif_transpose(image)
+            too_large = bool(limit) and image.width * image.height > limit
+            if not too_large:  # a huge image is refused from its header, before its pixels are decoded
+                image.load()
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:  # SyntaxError: broken PNG
         reason = " ".join(str(error).split()) or type(error).__name__
         raise ValueError(f"cannot read the image ({reason})") from None
+    if too_large:
+        raise ValueError(
+            f"cannot read the image: {image.width}x{image.height} = {image.width * image.height:,} pixels, above the "
+            f"limit of {limit:,}; set {MAX_INPUT_PIXELS_VARIABLE} to a larger number of pixels (0: no limit) to read "
+            "it"
+        )
+    return PIL.ImageOps.exif_transpose(image)
 
 
 def rgb8(image: Any) -> Any:

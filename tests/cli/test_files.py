@@ -8,7 +8,7 @@ import pytest
 
 from diffusers_sspir.files import read_image, read_rgb8, write_atomic
 
-from .files import random_array, write_16bit, write_broken, write_broken_png, write_rotated_jpeg
+from .files import random_array, write_16bit, write_broken, write_broken_png, write_image, write_rotated_jpeg
 
 
 def test_read_rgb8_scales_16_bit_and_turns_images_upright(tmp_path):
@@ -52,3 +52,23 @@ def test_write_atomic_leaves_nothing_when_interrupted(tmp_path, monkeypatch, con
     with pytest.raises(error):
         write_atomic(tmp_path / "out", content)
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and (tmp_path / "out").read_text() == "before"
+
+
+def test_images_above_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "big.png", 100, 80)
+    monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "5000")
+    with pytest.raises(ValueError, match=r"80x100 = 8,000 pixels, above the limit of 5,000; set SSPIR_MAX_INPUT"):
+        read_image(path)
+    monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "0")  # no limit
+    assert read_image(path).size == (80, 100)
+    monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "lots")
+    with pytest.raises(ValueError, match="must be a whole number of pixels"):
+        read_image(path)
+
+
+def test_sspir_restore_reports_a_too_large_image_and_goes_on(sspir, tmp_path, model_dir, monkeypatch):
+    small, big = write_image(tmp_path / "in" / "a.png"), write_image(tmp_path / "in" / "b.png", 100, 100)
+    monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "5000")
+    run = sspir("restore", small, big, "-o", tmp_path / "out", "--model", model_dir, "--steps", "1", "--upscale", "2")
+    assert run.code == 1 and "b.png: cannot read the image: 100x100 = 10,000 pixels, above the limit" in run.err
+    assert (tmp_path / "out" / "a.png").is_file() and not (tmp_path / "out" / "b.png").exists()
