@@ -306,7 +306,7 @@ def test_an_intermediate_checkpoint_exports_to_a_pipeline_folder(tmp_path, sd, c
 
 
 @pytest.mark.parametrize("case", ["not-a-model", "ctrl-c"])
-def test_user_errors_and_ctrl_c_end_without_a_traceback(tmp_path, sd, capsys, monkeypatch, case):
+def test_user_errors_and_ctrl_c_end_without_a_traceback(tmp_path, sd, capsys, caplog, monkeypatch, case):
     from diffusers_sspir.training import trainer
 
     data = make_hq_folder(tmp_path / "data", count=1)
@@ -323,4 +323,5 @@ def test_user_errors_and_ctrl_c_end_without_a_traceback(tmp_path, sd, capsys, mo
     monkeypatch.setattr(trainer.LossComputer, "__call__", interrupt)
     with pytest.raises(SystemExit) as exit_info:
         main([*sd, *common_args(data, tmp_path / "run")])
-    assert exit_info.value.code == 130 and "interrupted; no checkpoint was written yet" in capsys.readouterr().err
+    assert exit_info.value.code == 130
+    assert "Interrupted; no checkpoint was written yet" in capsys.readouterr().err + caplog.text

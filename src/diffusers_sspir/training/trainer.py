@@ -511,5 +511,5 @@ def run_script(
     except KeyboardInterrupt:
         latest = list_checkpoints(args.output_dir)
         where = f"the last complete checkpoint is {latest[-1][1]}" if latest else "no checkpoint was written yet"
-        print(f"interrupted; {where} (resume with --resume_from_checkpoint latest).", file=sys.stderr)
+        logger.warning(f"Interrupted; {where} (resume with --resume_from_checkpoint latest).")
         sys.exit(130)
