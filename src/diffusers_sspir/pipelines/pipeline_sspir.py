@@ -524,7 +524,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             )
         width = self.unet.config.cross_attention_dim
         window = self._window_tokens
-        lengths = [2 + window * n for n in range(1, MAX_PROMPT_WINDOWS + 1)]
+        lengths = [self._tokens_in(n) for n in range(1, MAX_PROMPT_WINDOWS + 1)]
         for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
             if embeds is None:
                 continue
@@ -652,12 +652,15 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         first, middle, last = embeds[:, 0, :-1], embeds[:, 1:-1, 1:-1].flatten(1, 2), embeds[:, -1, 1:]
         return torch.cat([first, middle, last], dim=1)
 
+    def _tokens_in(self, windows: int) -> int:
+        """Tokens of embeddings with `windows` text windows: 77, 152, 227 or 302 for CLIP."""
+        return 2 + self._window_tokens * windows
+
     def _windows_in(self, prompt_embeds: torch.Tensor) -> int:
         return (prompt_embeds.shape[1] - 2) // self._window_tokens
 
     def _window_count(self, prompt: str) -> int:
-        window = self.tokenizer.model_max_length - 2
-        return max(1, min(MAX_PROMPT_WINDOWS, math.ceil(len(self._token_ids(prompt)) / window)))
+        return max(1, min(MAX_PROMPT_WINDOWS, math.ceil(len(self._token_ids(prompt)) / self._window_tokens)))
 
     def encode_prompts_alone(
         self, prompts: list[str], negatives: list[str] | None, device: torch.device
@@ -680,25 +683,25 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             max(self._window_count(p), self._window_count(negatives[i]) if negatives else 1)
             for i, p in enumerate(prompts)
         ]
-        rows = {count: [i for i, c in enumerate(counts) if c == count] for count in sorted(set(counts))}
-        length = lambda count: self.tokenizer.model_max_length + (count - 1) * (self.tokenizer.model_max_length - 2)  # noqa: E731
-        longest = length(max(counts))
-        groups = []
-        for count, indices in rows.items():
-            texts = ([negatives[i] for i in indices] if negatives else []) + [prompts[i] for i in indices]
+        tokens = self._tokens_in(max(counts))
+        positive = negative = None
+        for count in sorted(set(counts)):  # one text-encoder pass per window count, negatives first
+            rows = [i for i, c in enumerate(counts) if c == count]
+            texts = ([negatives[i] for i in rows] if negatives else []) + [prompts[i] for i in rows]
             embeds = self.encode_prompt(texts, device, num_windows=count)
-            groups.append((indices, F.pad(embeds, (0, 0, 0, longest - embeds.shape[1]))))
-        hidden = groups[0][1].shape[-1]
-        order = torch.tensor([i for indices, _ in groups for i in indices], device=device)
-        stacked = torch.cat(
-            [embeds.view(2 if negatives else 1, len(indices), longest, hidden) for indices, embeds in groups], dim=1
-        )
-        stacked = torch.empty_like(stacked).index_copy_(1, order, stacked)
+            embeds = F.pad(embeds, (0, 0, 0, tokens - embeds.shape[1]))
+            if positive is None:
+                positive = embeds.new_zeros(len(prompts), tokens, embeds.shape[-1])
+                negative = torch.zeros_like(positive) if negatives else None
+            index = torch.tensor(rows, device=device)
+            positive[index] = embeds[-len(rows) :]
+            if negatives:
+                negative[index] = embeds[: len(rows)]
         mask = None
-        if len(rows) > 1:
-            lengths = torch.tensor([length(c) for c in counts], device=device)
-            mask = (torch.arange(longest, device=device)[None] < lengths[:, None]).to(stacked.dtype)
-        return stacked[-1], (stacked[0] if negatives else None), mask
+        if len(set(counts)) > 1:
+            lengths = torch.tensor([self._tokens_in(c) for c in counts], device=device)
+            mask = (torch.arange(tokens, device=device)[None] < lengths[:, None]).to(positive.dtype)
+        return positive, negative, mask
 
     def prepare_prompt_embeds(
         self,
