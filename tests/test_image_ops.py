@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -11,6 +13,7 @@ from diffusers_sspir.image_ops import (
     adain_color_fix,
     apply_color_fix,
     gaussian_weights,
+    map_tiles,
     pad_to_multiple,
     tile_starts,
     to_tensor_batch,
@@ -517,3 +520,55 @@ def test_pil_inputs_are_turned_upright_by_their_exif_orientation_as_files_are(tm
     assert tuple(tensor.shape) == (3, 6, 4)  # upright: 6 rows, 4 columns
     expected = torch.from_numpy(read_rgb8(path)).permute(2, 0, 1).float() / 255
     torch.testing.assert_close(tensor, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("tile", [16, 40, 64])
+def test_map_tiles_equals_the_untiled_operator(tile):
+    """A local operator (two 5x5 convolutions, one with stride 2) gives exactly its untiled result when the margin
+    covers its reach, whatever the tile size, including tiles cut short at the image's edges."""
+    torch.manual_seed(0)
+    first = torch.nn.Conv2d(3, 4, 5, padding=2).double()
+    second = torch.nn.Conv2d(4, 2, 5, padding=2, stride=2).double()
+
+    def operator(x):
+        hidden = first(x)
+        return hidden, second(hidden)
+
+    image = torch.rand(2, 3, 70, 102, dtype=torch.float64)
+    with torch.no_grad():
+        whole = operator(image)
+        tiled = map_tiles(operator, image, tile, halo=8, scales=(1, 2), multiple=2)
+    for expected, got in zip(whole, tiled):
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_map_tiles_with_too_small_a_margin_differs():
+    """The test above means something: a margin shorter than the reach changes the result near tile borders."""
+    blur = torch.nn.Conv2d(1, 1, 9, padding=4, bias=False).double()
+    image = torch.rand(1, 1, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        assert not torch.allclose(map_tiles(lambda x: (blur(x),), image, 16, 2, (1,))[0], blur(image))
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(tile=30, halo=8, scales=(1,), multiple=4), "`tile` (30) must be a multiple of 4"),
+        (dict(tile=32, halo=6, scales=(1,), multiple=4), "`halo` (6) must be a multiple of 4"),
+        (dict(tile=32, halo=8, scales=(8,), multiple=4), "must be a multiple of every scale"),
+        (dict(tile=0, halo=8, scales=(1,)), "`tile` must be > 0"),
+    ],
+)
+def test_map_tiles_errors(kwargs, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        map_tiles(lambda x: (x,), torch.zeros(1, 1, 64, 64), **kwargs)
+
+
+def test_tiled_wavelet_color_fix_equals_the_untiled_one():
+    image, source = torch.rand(2, 3, 150, 211, dtype=torch.float64), torch.rand(1, 3, 150, 211, dtype=torch.float64)
+    expected = wavelet_color_fix(image, source)
+    torch.testing.assert_close(wavelet_color_fix(image, source, tile_size=48), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(apply_color_fix(image, source, "wavelet", tile_size=64), expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="`tile_size` must be a positive integer or None, got 0"):
+        wavelet_color_fix(image, source, tile_size=0)

@@ -258,3 +258,12 @@ def test_files_a_folder_holds_besides_images_are_listed_as_skipped(sspir, tmp_pa
     run = sspir("restore", tmp_path / "in", "-o", tmp_path / "out", "--model", model_dir, "--steps", "1",
                 "--upscale", "2")  # fmt: skip
     assert run.code == 0 and "skipping 2 files that are not" in run.out and "clip.gif, notes.txt" in run.out
+
+
+def test_a_restoration_too_large_for_memory_fails_with_the_pipeline_advice(sspir, model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline_sspir, "available_memory", lambda device: 1000)
+    image = write_image(tmp_path / "a.png")
+    run = sspir("restore", image, "-o", tmp_path / "out", "--model", model_dir, *FAST)
+    assert run.code == 1 and "failed 1" in run.out
+    assert "a.png: Restoring 1 image(s) of 32x32 needs about" in run.out
+    assert "(`--tile-size 512` on the command line)" in run.out

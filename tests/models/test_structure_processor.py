@@ -35,3 +35,43 @@ def test_refiner_shapes_and_error():
     assert [(m.in_features, m.out_features) for m in linears] == [(1024, 1024), (1024, 1024), (1024, 512)]
     with pytest.raises(ValueError, match="1024 features"):
         refiner(torch.randn(1, 256, 768))
+
+
+def _random_processor() -> StructureProcessor:
+    torch.manual_seed(0)
+    processor = StructureProcessor(block_out_channels=(8, 16, 24, 32), conditioning_embedding_channels=16).double()
+    with torch.no_grad():
+        for parameter in processor.parameters():
+            parameter.normal_(std=0.2)  # non-zero output convolution: the features depend on the input
+    return processor
+
+
+@pytest.mark.parametrize("tile_size", [32, 48, 64])
+def test_tiled_forward_equals_the_untiled_one(tile_size):
+    processor = _random_processor()
+    image = torch.rand(1, 3, 136, 200, dtype=torch.float64)
+    with torch.no_grad():
+        whole, tiled = processor(image), processor(image, tile_size=tile_size)
+    torch.testing.assert_close(tiled.features, whole.features, rtol=1e-10, atol=1e-10)
+    for expected, got in zip(whole.rgb, tiled.rgb):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_receptive_field_is_the_reach_of_one_pixel():
+    """Changing one input pixel changes outputs up to `receptive_field` pixels away and no further."""
+    processor = _random_processor()
+    assert processor.receptive_field == 23
+    image = torch.rand(1, 3, 128, 128, dtype=torch.float64)
+    changed = image.clone()
+    changed[..., 64, 64] += 1.0
+    with torch.no_grad():
+        difference = (processor(changed).features - processor(image).features).abs().sum(dim=(0, 1))
+    rows = difference.nonzero()[:, 0]
+    # Feature cell i covers input pixels 8i .. 8i + 7; its receptive field reaches 23 pixels beyond them.
+    reach = max(64 - 8 * rows.min().item(), 8 * rows.max().item() + 7 - 64)
+    assert 23 - 8 < reach <= 23 + 7
+
+
+def test_tile_size_must_be_a_multiple_of_the_downscale_factor():
+    with pytest.raises(ValueError, match="`tile_size` must be a positive multiple of 8, got 20"):
+        StructureProcessor()(torch.zeros(1, 3, 64, 64), tile_size=20)

@@ -21,7 +21,7 @@ has no dependency beyond `torch`, `numpy`, `PIL` and diffusers' logging.
 from .color_fix import COLOR_FIX_METHODS, adain_color_fix, apply_color_fix, wavelet_color_fix
 from .inputs import ACCEPTED_IMAGE_TYPES, RANGE_TOLERANCE, to_tensor_batch
 from .resize import PAD_MODES, pad_to_multiple, upscale_bicubic
-from .tiling import gaussian_weights, tile_starts
+from .tiling import gaussian_weights, map_tiles, tile_starts
 
 __all__ = [
     "ACCEPTED_IMAGE_TYPES",
@@ -31,6 +31,7 @@ __all__ = [
     "adain_color_fix",
     "apply_color_fix",
     "gaussian_weights",
+    "map_tiles",
     "pad_to_multiple",
     "tile_starts",
     "to_tensor_batch",

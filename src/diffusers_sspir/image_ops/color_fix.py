@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import _describe
+from .tiling import map_tiles
 
 COLOR_FIX_METHODS = ("wavelet", "adain", None)
 _FLOAT_DTYPES_NEEDING_UPCAST = (torch.float16, torch.bfloat16)
@@ -62,7 +63,9 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in _FLOAT_DTYPES_NEEDING_UPCAST else x
 
 
-def wavelet_color_fix(image: torch.Tensor, source: torch.Tensor, levels: int = 5) -> torch.Tensor:
+def wavelet_color_fix(
+    image: torch.Tensor, source: torch.Tensor, levels: int = 5, tile_size: int | None = None
+) -> torch.Tensor:
     r"""
     Wavelet colour correction (StableSR `wavelet_reconstruction`): high frequencies of `image`, low of `source`.
 
@@ -78,6 +81,9 @@ def wavelet_color_fix(image: torch.Tensor, source: torch.Tensor, levels: int = 5
             Reference of shape `(B, C, H, W)` (or `(1, C, H, W)`) with the same spatial size, whose colour is kept.
         levels (`int`, *optional*, defaults to 5):
             Number of decomposition levels; more levels keep less of the source (only coarser colour).
+        tile_size (`int`, *optional*):
+            Correct images larger than this in tiles of this side, each read with the blur's reach (`2**levels - 1`
+            pixels) around it, so that memory is bounded by the tile; the result equals the untiled one.
 
     Returns:
         `torch.Tensor`: Tensor of the same shape, dtype and device as `image`.
@@ -85,12 +91,21 @@ def wavelet_color_fix(image: torch.Tensor, source: torch.Tensor, levels: int = 5
     _check_image_pair(image, source, same_spatial=True)
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise ValueError(f"`levels` must be a positive integer, got {levels!r}.")
-    dtype = image.dtype
-    image_f = _upcast(image)
-    source_f = _upcast(source).to(device=image.device, dtype=image_f.dtype)
-    high, _ = _wavelet_decomposition(image_f, levels)
-    _, low = _wavelet_decomposition(source_f, levels)
-    return (high + low).to(dtype)
+    if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1):
+        raise ValueError(f"`tile_size` must be a positive integer or None, got {tile_size!r}.")
+    source = source.expand_as(image) if source.shape[0] != image.shape[0] else source
+
+    source = source.to(image.device)
+
+    def fix(image_crop: torch.Tensor, source_crop: torch.Tensor) -> tuple[torch.Tensor]:
+        image_f = _upcast(image_crop)
+        high, _ = _wavelet_decomposition(image_f, levels)
+        _, low = _wavelet_decomposition(_upcast(source_crop).to(image_f.dtype), levels)
+        return ((high + low).to(image.dtype),)
+
+    if tile_size is None:
+        return fix(image, source)[0]
+    return map_tiles(fix, (image, source), tile_size, 2**levels - 1, (1,))[0]
 
 
 def adain_color_fix(image: torch.Tensor, source: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -122,7 +137,9 @@ def adain_color_fix(image: torch.Tensor, source: torch.Tensor, eps: float = 1e-5
     return (normalized * torch.sqrt(source_var + eps) + source_mean).to(dtype)
 
 
-def apply_color_fix(image: torch.Tensor, source: torch.Tensor, method: str | None) -> torch.Tensor:
+def apply_color_fix(
+    image: torch.Tensor, source: torch.Tensor, method: str | None, tile_size: int | None = None
+) -> torch.Tensor:
     r"""
     Apply a colour correction method, resizing `source` to the size of `image` first when they differ.
 
@@ -135,6 +152,8 @@ def apply_color_fix(image: torch.Tensor, source: torch.Tensor, method: str | Non
         method (`str` or `None`):
             `"wavelet"` (see [`wavelet_color_fix`]), `"adain"` (see [`adain_color_fix`]) or `None` (returns `image`
             unchanged).
+        tile_size (`int`, *optional*): passed to [`wavelet_color_fix`] (AdaIN works per pixel on global statistics
+            and needs no tiles).
 
     Returns:
         `torch.Tensor`: The corrected image, same shape, dtype and device as `image`. Not clamped: bicubic resizing
@@ -151,5 +170,5 @@ def apply_color_fix(image: torch.Tensor, source: torch.Tensor, method: str | Non
             source_dtype
         )
     if method == "wavelet":
-        return wavelet_color_fix(image, source)
+        return wavelet_color_fix(image, source, tile_size=tile_size)
     return adain_color_fix(image, source)

@@ -109,3 +109,68 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     stride = tile - overlap
     intervals = -(-span // stride)  # ceil(span / stride) >= 1
     return [index * span // intervals for index in range(intervals + 1)]
+
+
+def map_tiles(
+    fn,
+    image: torch.Tensor | tuple[torch.Tensor, ...],
+    tile: int,
+    halo: int,
+    scales: tuple[int, ...],
+    multiple: int = 1,
+) -> tuple[torch.Tensor, ...]:
+    r"""
+    Evaluate a local operator over non-overlapping tiles of `image`, each read with a margin of `halo` pixels, so
+    that the working memory is bounded by the tile, not the image.
+
+    `fn` maps a `(B, C, h, w)` crop to a tuple of tensors, the `k`-th of spatial size `(h / scales[k], w / scales[k])`
+    (a convolution stack with strides, a blur). Each tile's output is cropped to the tile's own cells and written
+    into outputs allocated once at full size. The result equals `fn(image)` exactly when `fn`'s receptive field
+    reaches at most `halo` pixels and `fn` treats borders the same way wherever it is evaluated: at the image's
+    borders tiles see the real border, elsewhere the margin holds real pixels.
+
+    Args:
+        fn (`Callable[[torch.Tensor], tuple[torch.Tensor, ...]]`): the operator.
+        image (`torch.Tensor` or `tuple[torch.Tensor, ...]`): `(B, C, H, W)`, with `H` and `W` multiples of
+            `multiple`; several tensors of one spatial size are cropped alike and passed to `fn` as arguments.
+        tile (`int`): side of a tile's own cells, a positive multiple of `multiple`.
+        halo (`int`): margin read around each tile, a multiple of `multiple`, >= 0.
+        scales (`tuple[int, ...]`): how much smaller each of `fn`'s outputs is than its input.
+        multiple (`int`, defaults to 1): alignment of every crop; must be a multiple of every scale (for strided
+            convolutions: their total stride).
+
+    Returns:
+        `tuple[torch.Tensor, ...]`: `fn`'s outputs for the whole image.
+    """
+    images = image if isinstance(image, tuple) else (image,)
+    height, width = images[0].shape[-2:]
+    if any(other.shape[-2:] != images[0].shape[-2:] for other in images):
+        raise ValueError(f"The tensors must have one spatial size, got {[tuple(x.shape) for x in images]}.")
+    for name, value in (("tile", tile), ("halo", halo), ("height", height), ("width", width)):
+        if value % multiple:
+            raise ValueError(f"`{name}` ({value}) must be a multiple of {multiple}.")
+    if tile <= 0 or halo < 0:
+        raise ValueError(f"`tile` must be > 0 and `halo` >= 0, got tile={tile}, halo={halo}.")
+    if any(multiple % scale for scale in scales):
+        raise ValueError(f"`multiple` ({multiple}) must be a multiple of every scale in {scales}.")
+    if height <= tile and width <= tile:
+        return tuple(fn(*images))
+    outputs: list[torch.Tensor] | None = None
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            read_top, read_left = max(top - halo, 0), max(left - halo, 0)
+            read_bottom, read_right = min(bottom + halo, height), min(right + halo, width)
+            results = fn(*(x[..., read_top:read_bottom, read_left:read_right] for x in images))
+            if outputs is None:
+                outputs = [
+                    result.new_empty((*result.shape[:-2], height // scale, width // scale))
+                    for result, scale in zip(results, scales)
+                ]
+            for output, result, scale in zip(outputs, results, scales):
+                output[..., top // scale : bottom // scale, left // scale : right // scale] = result[
+                    ...,
+                    (top - read_top) // scale : (bottom - read_top) // scale,
+                    (left - read_left) // scale : (right - read_left) // scale,
+                ]
+    return tuple(outputs)

@@ -9,6 +9,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..image_ops.tiling import map_tiles
+
 # The paper's trunk widths; one stride-2 stage per pair, three for Stable Diffusion's 8x VAE.
 STRUCTURE_PROCESSOR_WIDTHS = (16, 32, 96, 256)
 
@@ -81,12 +83,30 @@ class StructureProcessor(ModelMixin, ConfigMixin):
         """How much smaller than the input the features are (8 by default)."""
         return 2 ** len(self.stages)
 
-    def forward(self, image: torch.Tensor, return_dict: bool = True) -> StructureProcessorOutput | tuple:
+    @property
+    def receptive_field(self) -> int:
+        """How far (in input pixels) an output value can see from its own position: the margin tiles need to give
+        exactly the untiled result (23 for the default widths)."""
+        reach, stride, heads = 0, 1, [0]
+        for module in [self.conv_in, *(layer for stage in self.stages for layer in stage), self.conv_out]:
+            if isinstance(module, nn.Conv2d):
+                reach += (module.kernel_size[0] // 2) * module.dilation[0] * stride
+                stride *= module.stride[0]
+                if module.stride[0] > 1:  # an RGB head reads this stage's output
+                    heads.append(reach + (self.rgb_heads[0].kernel_size[0] // 2) * stride)
+        return max(reach, *heads)
+
+    def forward(
+        self, image: torch.Tensor, return_dict: bool = True, tile_size: int | None = None
+    ) -> StructureProcessorOutput | tuple:
         r"""
         Args:
             image (`torch.Tensor`): the upscaled low-quality image `(batch, in_channels, height, width)` in `[0, 1]`;
                 height and width must be multiples of [`downscale_factor`].
             return_dict (`bool`, defaults to `True`): return a [`StructureProcessorOutput`] instead of a tuple.
+            tile_size (`int`, *optional*): process images larger than this in tiles of this side (a multiple of
+                [`downscale_factor`]), each read with a margin of [`receptive_field`], so that memory is bounded
+                by the tile; the result equals the untiled one.
         """
         height, width = image.shape[-2:]
         if height % self.downscale_factor or width % self.downscale_factor:
@@ -94,6 +114,21 @@ class StructureProcessor(ModelMixin, ConfigMixin):
                 f"StructureProcessor input size {height}x{width} must be a multiple of {self.downscale_factor}; pad "
                 "the image first (the pipeline does this for you)."
             )
+        if tile_size is not None and max(height, width) > tile_size:
+            factor = self.downscale_factor
+            if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size % factor or tile_size < 1:
+                raise ValueError(f"`tile_size` must be a positive multiple of {factor}, got {tile_size!r}.")
+            halo = -(-self.receptive_field // factor) * factor
+            scales = (factor, *(2 ** (k + 1) for k in range(len(self.stages))))
+
+            def flat(crop: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                features, rgb = self(crop, return_dict=False)
+                return (features, *rgb)
+
+            features, *rgb = map_tiles(flat, image, tile_size, halo, scales, multiple=factor)
+            if not return_dict:
+                return features, tuple(rgb)
+            return StructureProcessorOutput(features=features, rgb=tuple(rgb))
         hidden = F.silu(self.conv_in(image))
         rgb = []
         for stage, head in zip(self.stages, self.rgb_heads):

@@ -42,6 +42,7 @@ from ..image_ops import (
     to_tensor_batch,
     upscale_bicubic,
 )
+from ..memory import available_memory, format_bytes, memory_check_skipped
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
 from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS
@@ -557,6 +558,90 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 "are available."
             )
 
+    def estimate_peak_memory(
+        self,
+        batch_size: int,
+        height: int,
+        width: int,
+        tile_size: int | None = None,
+        classifier_free_guidance: bool = True,
+        encode_image: bool = True,
+    ) -> int:
+        r"""
+        Bytes a restoration needs beyond the weights, by its most demanding stage: the structure processor and the
+        VAE at the output resolution (per tile with tiling: the structure processor's tile and the VAE's own tile),
+        the UNet and ControlNet at the latent resolution, plus the full-size images kept throughout. An estimate
+        (within a factor of about 2 of the measured peak on the CPU, see docs/performance.md), used to refuse a
+        request that cannot fit before anything is allocated.
+
+        Args:
+            batch_size (`int`): output images (inputs × `num_images_per_prompt`).
+            height, width (`int`): the output size.
+            tile_size (`int`, *optional*): as in `__call__`.
+            classifier_free_guidance (`bool`, defaults to `True`): whether the models see each image twice
+                (`guidance_scale > 1`).
+            encode_image (`bool`, defaults to `True`): whether the VAE encodes the image (`start_point="lr"`).
+        """
+        factor = self.vae_scale_factor
+        padded = (-(-height // factor) * factor) * (-(-width // factor) * factor)
+        tiled = tile_size is not None and max(height, width) > tile_size
+
+        def nbytes(module: torch.nn.Module) -> int:
+            return 4 if getattr(getattr(module, "config", None), "force_upcast", False) else module.dtype.itemsize
+
+        # Live activations per pixel, in channels, measured on the CPU (benchmarks/bench_memory.py): the structure
+        # processor holds ~4 tensors of its first width; the VAE encoder ~5 of its first width; the decoder ~4 of
+        # its second width (the last upsampler's output) and ~3 of its first; the wavelet colour fix ~20 copies of
+        # the RGB image.
+        structure_widths = self.structure_processor.config.block_out_channels
+        structure_halo = 2 * -(-self.structure_processor.receptive_field // factor) * factor
+        structure_pixels = min(padded, (tile_size + structure_halo) ** 2) if tiled else padded
+        structure = 4 * structure_widths[0] * structure_pixels * nbytes(self.structure_processor) * batch_size
+        vae_widths = self.vae.config.block_out_channels
+        vae_pixels = min(padded, self.vae.tile_sample_min_size**2) if tiled or self.vae.use_tiling else padded
+        decoder = (4 * vae_widths[min(1, len(vae_widths) - 1)] + 3 * vae_widths[0]) * vae_pixels
+        encoder = 5 * vae_widths[0] * vae_pixels if encode_image else 0
+        vae = max(decoder, encoder) * nbytes(self.vae) * batch_size
+        color_pixels = min(padded, (tile_size + 2 * 31) ** 2) if tiled else padded
+        color_fix = 20 * 3 * color_pixels * 4 * batch_size
+        latent_pixels = min(padded, tile_size**2) // factor**2 if tiled else padded // factor**2
+        unet_config = self.unet.config
+        skips = sum(
+            channels * (latent_pixels // 4**level) * (unet_config.layers_per_block + 1)
+            for level, channels in enumerate(unet_config.block_out_channels)
+        )
+        unet_batch = batch_size * (2 if classifier_free_guidance else 1)
+        unet = (2 * skips + 4 * unet_config.block_out_channels[0] * latent_pixels) * nbytes(self.unet) * unet_batch
+        # The full-size images kept throughout: input upscaled and padded, restoration, structure image, outputs.
+        images = 8 * 3 * height * width * 4 * batch_size
+        return images + max(structure, vae, color_fix, unet)
+
+    def check_memory(
+        self, batch_size: int, height: int, width: int, tile_size: int | None, encode_image: bool
+    ) -> None:
+        """Refuses a restoration whose estimated peak memory ([`estimate_peak_memory`]) exceeds what the execution
+        device has available, before anything is allocated; `SSPIR_SKIP_MEMORY_CHECK=1` skips the check."""
+        if memory_check_skipped():
+            return
+        available = available_memory(self._execution_device)
+        if available is None:
+            return
+        needed = self.estimate_peak_memory(
+            batch_size, height, width, tile_size, self.do_classifier_free_guidance, encode_image
+        )
+        if needed <= available:
+            return
+        advice = (
+            "pass a smaller `tile_size` (`--tile-size` on the command line)"
+            if tile_size is not None
+            else "pass `tile_size=512` (`--tile-size 512` on the command line) to restore it in tiles"
+        )
+        raise MemoryError(
+            f"Restoring {batch_size} image(s) of {width}x{height} needs about {format_bytes(needed)} but the "
+            f"{self._execution_device.type} device has {format_bytes(available)} available: {advice}, or restore "
+            f"fewer images per call. (Set SSPIR_SKIP_MEMORY_CHECK=1 to try anyway.)"
+        )
+
     def caption(
         self, images: list[torch.Tensor], generator: torch.Generator | list[torch.Generator] | None = None
     ) -> list[str]:
@@ -1010,8 +1095,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             negative_prompt_embeds (`torch.Tensor`, *optional*): text embeddings instead of `negative_prompt`.
             tile_size (`int`, *optional*):
                 For outputs larger than this many pixels (a multiple of 8): denoise in overlapping square tiles of this
-                size, blended with Gaussian weights in latent space, and encode/decode with the VAE's tiling, to
-                bound memory. `None` processes the whole image at once; so does an image that fits in one tile.
+                size, blended with Gaussian weights in latent space, encode/decode with the VAE's tiling, and run the
+                structure processor and the wavelet colour fix in tiles (with their exact result), so that memory
+                is bounded by the tile, not the image. `None` processes the whole image at once; so does an image
+                that fits in one tile. A request whose estimated memory ([`~SSPIRPipeline.estimate_peak_memory`])
+                exceeds what the device has available is refused with a `MemoryError` before anything is
+                allocated.
             tile_overlap (`int`, *optional*): overlap of neighbouring tiles, in output pixels (a multiple of 8);
                 defaults to a quarter of `tile_size`.
             color_fix (`str`, *optional*, defaults to `"wavelet"`):
@@ -1053,6 +1142,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
 
         # 1. Upscale to the exact output size, pad to the VAE's multiple.
         height, width = (round(s * upscale) for s in images[0].shape[-2:])
+        self.check_memory(
+            len(images) * num_images_per_prompt, height, width, tile_size, start_point == "lr" and latents is None
+        )
         low_quality = torch.stack(images).to(device)
         upscaled = upscale_bicubic(low_quality, (height, width))
         padded, _ = pad_to_multiple(upscaled, self.vae_scale_factor)
@@ -1065,7 +1157,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             generator=generator,
         )  # fmt: skip
         image_embeds = self.encode_image(upscaled)
-        structure = self.structure_processor(padded.to(self.structure_processor.dtype))
+        # Tiles (and the VAE's tiling) only when the image does not fit in one tile.
+        tiled = tile_size is not None and max(padded.shape[-2:]) > tile_size
+        structure = self.structure_processor(
+            padded.to(self.structure_processor.dtype), tile_size=tile_size if tiled else None
+        )
 
         repeat = lambda x: x.repeat_interleave(num_images_per_prompt, dim=0)  # noqa: E731
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
@@ -1086,8 +1182,6 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             # device (a host-device sync) at the first step, and `add_noise` does the same.
             self.scheduler.set_begin_index(0)
         timesteps = self.scheduler.timesteps
-        # Tiles (and the VAE's tiling) only when the image does not fit in one tile.
-        tiled = tile_size is not None and max(padded.shape[-2:]) > tile_size
         with self.vae_tiling(tiled):
             latents = self.prepare_latents(
                 padded, num_images_per_prompt, timesteps[:1], start_point, generator, latents, dtype
@@ -1161,7 +1255,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         # 5. Decode, crop to the exact size, colour fix towards the upscaled input.
         with self.vae_tiling(tiled):
             restored = self.decode_latents(latents)[..., :height, :width]
-        restored = apply_color_fix(restored, repeat(upscaled).float(), color_fix).clamp(0, 1)
+        restored = apply_color_fix(
+            restored, repeat(upscaled).float(), color_fix, tile_size=tile_size if tiled else None
+        ).clamp(0, 1)
         structure_rgb = F.interpolate(
             repeat(structure.rgb[0].float()), size=padded.shape[-2:], mode="bilinear", align_corners=False
         )[..., :height, :width].clamp(0, 1)
