@@ -42,7 +42,7 @@ def test_restores_a_folder_with_captions_and_comparisons(sspir, model_dir, tmp_p
     np.testing.assert_array_equal(np.asarray(panels[1]), np.asarray(PIL.Image.open(out / "structure" / "b.png")))
 
 
-def test_rerun_skips_and_overwrite_redoes(sspir, model_dir, tmp_path):
+def test_rerun_skips_and_overwrite_redoes(sspir, model_dir, tmp_path, monkeypatch):
     image = write_image(tmp_path / "a.png")
     out = tmp_path / "out"
     assert sspir("restore", image, "-o", out, "--model", model_dir, *FAST).code == 0
@@ -52,9 +52,14 @@ def test_rerun_skips_and_overwrite_redoes(sspir, model_dir, tmp_path):
     assert run.code == 0 and "skipped 1" in run.out and "restored 0" in run.out
     assert (out / "a.png").read_bytes() == b"marker"
 
-    run = sspir("restore", image, "-o", out, "--model", model_dir, *FAST, "--save-caption")  # only the caption is new
+    calls = []
+    monkeypatch.setattr(pipeline_sspir.SSPIRPipeline, "__call__", lambda *a, **k: calls.append(1))
+    run = sspir("restore", image, "-o", out, "--model", model_dir, *FAST, "--save-caption", "--captioner", "fixed:x")
     assert run.code == 0 and "restored 1" in run.out
-    assert (out / "a.png").read_bytes() == b"marker" and (out / "a.txt").is_file()
+    assert not calls  # only the caption is new: no restoration ran
+    assert (out / "a.png").read_bytes() == b"marker"
+    assert (out / "a.txt").read_text() == f"x, {pipeline_sspir.DEFAULT_ADDED_PROMPT}"
+    monkeypatch.undo()
 
     assert sspir("restore", image, "-o", out, "--model", model_dir, *FAST, "--overwrite").code == 0
     assert PIL.Image.open(out / "a.png").size == (32, 32)

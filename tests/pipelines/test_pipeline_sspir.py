@@ -383,3 +383,28 @@ def test_long_caption_is_cut_before_the_added_prompt(pipe):
     assert not torch.equal(with_added, without)
     out = pipe(**call_kwargs(prompt=caption, num_inference_steps=1))
     assert out.prompts == [prompt]
+
+
+class _SeededCaptioner:
+    """Describes each image by its mean and the seed it was given: a caption that depends on pixels and seed."""
+
+    def __call__(self, images, generator_seed=None):
+        return [f"mean {np.asarray(image).mean():.3f} seed {generator_seed}" for image in images]
+
+
+def test_describe_gives_the_prompts_a_call_encodes(pipe):
+    pipe.captioner = _SeededCaptioner()
+    try:
+        kwargs = call_kwargs(image=[make_image(seed=0), make_image(seed=1)], generator=None, num_inference_steps=1)
+        for generator_seed in (0, 1):
+            kwargs["generator"] = torch.Generator().manual_seed(generator_seed)
+            prompts = pipe(**kwargs).prompts
+            generator = torch.Generator().manual_seed(generator_seed)
+            described = pipe.describe(kwargs["image"], upscale=2, generator=generator)
+            assert described == prompts and len(set(described)) == 2
+        assert pipe.describe(make_image(), prompt="a cat", added_prompt=None) == ["a cat"]
+        assert pipe.describe(make_image(), prompt="a cat") == [f"a cat, {DEFAULT_ADDED_PROMPT}"]
+    finally:
+        pipe.captioner = None
+    with pytest.raises(ValueError, match="`prompt` has 2 entries but 1 images"):
+        pipe.describe(make_image(), prompt=["a", "b"])

@@ -234,7 +234,14 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
     from ..files import read_image, rgb8, write_atomic
 
     low_quality = read_image(path)
+    missing = {kind: output for kind, output in outputs.items() if args.overwrite or not output.exists()}
     kwargs = {"added_prompt": args.prompt} if args.prompt is not None else {}
+    if set(missing) == {"caption"}:  # a re-run that adds --save-caption: the caption alone, no restoration
+        caption = pipe.describe(
+            low_quality, upscale=args.upscale, generator=torch.Generator().manual_seed(args.seed), **kwargs
+        )[0]
+        write_atomic(missing["caption"], caption)
+        return
     if args.negative_prompt is not None:
         kwargs["negative_prompt"] = args.negative_prompt
     result = pipe(
@@ -249,7 +256,6 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
         **kwargs,
     )
     restored = result.images[0]
-    missing = {kind: output for kind, output in outputs.items() if args.overwrite or not output.exists()}
     if "image" in missing:
         write_atomic(missing["image"], restored)
     if "caption" in missing:

@@ -666,6 +666,40 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             )
         return captions
 
+    @torch.no_grad()
+    def describe(
+        self,
+        image: PipelineImageInput,
+        prompt: str | list[str] | None = None,
+        added_prompt: str | None = DEFAULT_ADDED_PROMPT,
+        upscale: float = 4,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+    ) -> list[str]:
+        r"""
+        The prompts a call with the same arguments encodes, without restoring anything: the captioner's description
+        of each upscaled image (or `prompt`), joined with `added_prompt`. To review or edit the semantic prior before
+        a restoration: pass the (edited) text back as `prompt` with `added_prompt=None`.
+
+        Args:
+            image, prompt, added_prompt, upscale, generator: as in `__call__` (a fresh generator seeded alike gives
+                the caption that call makes).
+
+        Returns:
+            `list[str]`: one prompt per image.
+        """
+        images = to_tensor_batch(image, argument_name="image")
+        check_setting("upscale", upscale)
+        if self.tokenizer is None:
+            raise ValueError("This pipeline has no tokenizer, so it cannot tell which prompt it would encode.")
+        if prompt is not None and not isinstance(prompt, str) and len(prompt) != len(images):
+            raise ValueError(f"`prompt` has {len(prompt)} entries but {len(images)} images were given.")
+        captions = [prompt] * len(images) if isinstance(prompt, str) else prompt
+        if captions is None:
+            height, width = (round(s * upscale) for s in images[0].shape[-2:])
+            upscaled = upscale_bicubic(torch.stack(images).to(self._execution_device), (height, width))
+            captions = self.caption(list(upscaled), generator=generator)
+        return [self.join_prompt(caption, added_prompt) for caption in captions]
+
     @property
     def _window_tokens(self) -> int:
         """Text tokens per prompt window: the tokenizer's length less BOS/EOS (CLIP's 75 without a tokenizer)."""
