@@ -8,7 +8,7 @@ the llava-hf format, Qwen2-VL, SmolVLM, ...), asked SSP-IR's question about each
 (captions of a training set's `gt/` or `lq/` folder go next to it, into `train/captions/`, where training reads them;
 of any other folder into `FOLDER/captions/`; `--output` chooses) or with one fixed caption for every image:
 
-    python examples/caption_images.py train/gt --fixed "a photo"
+    python examples/caption_images.py train/gt --captioner "fixed:a photo"
 
 Batched, resumable (images that already have a caption are skipped), with a progress bar. `sspir caption` is the same
 on the command line; both call `diffusers_sspir.captioners.caption_folder`.
@@ -16,13 +16,13 @@ on the command line; both call `diffusers_sspir.captioners.caption_folder`.
 
 import argparse
 
+from diffusers_sspir.captioners import CAPTIONER_SPEC_HELP, captioner_from_spec, parse_captioner_spec
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="the folder of images (not its subfolders)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--captioner", help="a vision-language model folder or Hub id")
-    source.add_argument("--fixed", help="the same caption for every image")
+    parser.add_argument("--captioner", required=True, metavar="SPEC", help=CAPTIONER_SPEC_HELP)
     parser.add_argument(
         "--output", help="where to write <stem>.txt (default: FOLDER/captions; PARENT/captions for gt/ or lq/)"
     )
@@ -38,16 +38,18 @@ def main() -> None:
 
     import torch
 
-    from diffusers_sspir.captioners import FixedCaptioner, VLMCaptioner, caption_folder
+    from diffusers_sspir.captioners import caption_folder
 
-    if args.fixed is not None:
-        captioner = FixedCaptioner(args.fixed)
-    else:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.float16 if device == "cuda" else torch.float32
-        captioner = VLMCaptioner(
-            args.captioner, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=device, dtype=dtype
-        )
+    try:
+        kind, _ = parse_captioner_spec(args.captioner)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    if kind == "none":
+        raise SystemExit("error: --captioner none: nothing to caption with; pass a model or fixed:TEXT.")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    model_kwargs = dict(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=device, dtype=dtype)
+    captioner = captioner_from_spec(args.captioner, **model_kwargs)  # the model settings serve a model only
     result = caption_folder(
         args.folder,
         captioner,

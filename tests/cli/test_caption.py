@@ -147,10 +147,26 @@ def test_sspir_caption_errors(sspir, tmp_path, args, message):
 
 def test_example_script(tmp_path, monkeypatch, capsys):
     write_image(tmp_path / "a.png")
-    monkeypatch.setattr(sys, "argv", ["caption_images.py", str(tmp_path), "--fixed", "a wall"])
+    monkeypatch.setattr(sys, "argv", ["caption_images.py", str(tmp_path), "--captioner", "fixed:a wall"])
     runpy.run_path(str(EXAMPLE), run_name="__main__")
     assert (tmp_path / "captions" / "a.txt").read_text() == "a wall"
     assert "captioned 1" in capsys.readouterr().out
+    for spec, message in (("fixed:  ", "fixed:TEXT needs a text"), ("none", "nothing to caption with")):
+        monkeypatch.setattr(sys, "argv", ["caption_images.py", str(tmp_path), "--captioner", spec])
+        with pytest.raises(SystemExit, match=message):  # the same spelling and rules as `sspir caption`
+            runpy.run_path(str(EXAMPLE), run_name="__main__")
+
+
+def test_captioner_specs():
+    from diffusers_sspir.captioners import FixedCaptioner, captioner_from_spec, parse_captioner_spec
+
+    assert parse_captioner_spec("none") == ("none", "")
+    assert parse_captioner_spec("fixed: a cat") == ("fixed", " a cat")
+    assert parse_captioner_spec("org/model") == ("model", "org/model")
+    assert captioner_from_spec("none") is None
+    assert isinstance(captioner_from_spec("fixed:a cat", device="cpu"), FixedCaptioner)
+    with pytest.raises(ValueError, match="fixed:TEXT needs a text"):
+        captioner_from_spec("fixed:")
 
 
 @pytest.mark.parametrize("name, expected", [("gt", "captions"), ("lq", "captions"), ("photos", "photos/captions")])

@@ -9,17 +9,21 @@ from typing import TYPE_CHECKING
 
 from .base import Captioner, FixedCaptioner
 from .folder import CaptionFolderResult, caption_folder, default_caption_dir
+from .spec import CAPTIONER_SPEC_HELP, captioner_from_spec, parse_captioner_spec
 
 _LAZY = {"DEFAULT_CAPTION_PROMPT": ".vlm", "VLMCaptioner": ".vlm"}
 
 __all__ = [
+    "CAPTIONER_SPEC_HELP",
     "DEFAULT_CAPTION_PROMPT",
     "CaptionFolderResult",
     "Captioner",
     "FixedCaptioner",
     "VLMCaptioner",
     "caption_folder",
+    "captioner_from_spec",
     "default_caption_dir",
+    "parse_captioner_spec",
 ]
 
 if TYPE_CHECKING:

@@ -228,11 +228,34 @@ def check_outputs_are_not_inputs(plans: dict[Path, dict[str, Path]]) -> None:
 
 def check_captioner_spec(spec: str) -> None:
     """`--captioner` is `none`, `fixed:TEXT` with a text, or a model folder / Hub id (checked as such)."""
-    if spec.startswith("fixed:"):
-        if not spec[len("fixed:") :].strip():
-            raise CLIError("--captioner fixed:TEXT needs a text after 'fixed:' (or use --captioner none).")
-    elif spec != "none":
-        check_model_source("--captioner", spec)
+    from ..captioners.spec import parse_captioner_spec
+
+    try:
+        kind, value = parse_captioner_spec(spec)
+    except ValueError:
+        raise CLIError("--captioner fixed:TEXT needs a text after 'fixed:' (or use --captioner none).") from None
+    if kind == "model":
+        check_model_source("--captioner", value)
+
+
+def load_captioner_spec(args: argparse.Namespace, **model_kwargs) -> Any:
+    """The captioner `args.captioner` names (`captioner_from_spec`: `None`, a `FixedCaptioner` or a `VLMCaptioner` on
+    `args.device` / `args.dtype`), or a `CLIError` saying why the model does not load."""
+    from ..captioners.spec import CAPTIONER_SPEC_HELP, captioner_from_spec, parse_captioner_spec
+
+    if parse_captioner_spec(args.captioner)[0] != "model":
+        return captioner_from_spec(args.captioner)
+    device = resolve_device(args.device)
+    try:
+        with quiet_loading():
+            return captioner_from_spec(
+                args.captioner, device=device, dtype=resolve_dtype(args.dtype, device), **model_kwargs
+            )
+    except Exception as error:
+        raise CLIError(
+            f"--captioner {args.captioner}: cannot load a vision-language model ({one_line(error)}). Pass "
+            f"{CAPTIONER_SPEC_HELP}."
+        ) from error
 
 
 def check_output_folder(flag: str, folder: Path) -> None:

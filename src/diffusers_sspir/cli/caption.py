@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..captioners.spec import CAPTIONER_SPEC_HELP
 from . import _common
 from ._common import CLIError, echo, one_line
 
@@ -29,9 +30,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         description=DESCRIPTION, epilog=EPILOG, formatter_class=_common.HelpFormatter,
     )  # fmt: skip
     parser.add_argument("folder", type=Path, metavar="DIR", help="the folder of images")
-    parser.add_argument(
-        "--captioner", required=True, metavar="SPEC", help="a vision-language model folder or Hub id, or fixed:TEXT"
-    )
+    parser.add_argument("--captioner", required=True, metavar="SPEC", help=CAPTIONER_SPEC_HELP)
     parser.add_argument(
         "--output",
         type=Path,
@@ -53,24 +52,8 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def load_captioner(args: argparse.Namespace) -> Any:
-    """`fixed:TEXT` → `FixedCaptioner`, anything else → `VLMCaptioner` on the chosen device, or a `CLIError`."""
-    from ..captioners import FixedCaptioner, VLMCaptioner
-
-    spec = args.captioner
-    if spec.startswith("fixed:"):
-        return FixedCaptioner(spec[len("fixed:") :])
-    device = _common.resolve_device(args.device)
-    dtype = _common.resolve_dtype(args.dtype, device)
-    try:
-        with _common.quiet_loading():
-            return VLMCaptioner(
-                spec, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=device, dtype=dtype
-            )
-    except Exception as error:
-        raise CLIError(
-            f"--captioner {spec}: cannot load a vision-language model ({one_line(error)}). Pass a model folder or Hub "
-            "id that transformers' AutoModelForImageTextToText loads, or fixed:TEXT."
-        ) from error
+    """The captioner `--captioner` names ([`captioner_from_spec`]) on the chosen device, or a `CLIError`."""
+    return _common.load_captioner_spec(args, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..captioners.spec import CAPTIONER_SPEC_HELP
 from ..defaults import DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT
 from ..validation import check_tiling
 from . import _common
@@ -89,8 +90,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--captioner", default="none", metavar="SPEC",
-        help="none (empty caption), fixed:TEXT (the same caption for every image), or a vision-language model folder "
-        "or Hub id (LLaVA, Qwen2-VL, ...) (default: none)",
+        help=f"{CAPTIONER_SPEC_HELP} (default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--prompt", metavar="TEXT", help=f"added prompt, appended to every caption; '' for none "
@@ -157,7 +157,7 @@ def planned_outputs(path: Path, args: argparse.Namespace) -> dict[str, Path]:
 
 def load_pipeline(args: argparse.Namespace) -> Any:
     """The pipeline on the chosen device, with the chosen scheduler and captioner."""
-    from diffusers_sspir import FixedCaptioner, SSPIRPipeline, VLMCaptioner, demo_model_path
+    from diffusers_sspir import SSPIRPipeline, demo_model_path
 
     device = _common.resolve_device(args.device)
     dtype = _common.resolve_dtype(args.dtype, device)
@@ -184,17 +184,7 @@ def load_pipeline(args: argparse.Namespace) -> Any:
     if args.scheduler is not None:
         pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
     pipe.to(device)
-    if args.captioner.startswith("fixed:"):
-        pipe.captioner = FixedCaptioner(args.captioner[len("fixed:") :])
-    elif args.captioner != "none":
-        try:
-            with _common.quiet_loading():
-                pipe.captioner = VLMCaptioner(args.captioner, device=device, dtype=dtype)
-        except Exception as error:
-            raise CLIError(
-                f"--captioner {args.captioner}: cannot load a vision-language model ({one_line(error)}). Pass a "
-                "model folder or Hub id that transformers' AutoModelForImageTextToText loads, fixed:TEXT, or none."
-            ) from error
+    pipe.captioner = _common.load_captioner_spec(args)
     pipe.set_progress_bar_config(desc="denoising", leave=False, position=1)
     return pipe
 

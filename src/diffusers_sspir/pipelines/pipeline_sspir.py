@@ -32,6 +32,7 @@ from diffusers.utils.torch_utils import is_compiled_module, randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
 
 from ..captioners import Captioner
+from ..compat import muted_log_messages
 from ..defaults import DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT, UNSUPPORTED_SCHEDULERS
 from ..image_ops import (
     COLOR_FIX_METHODS,
@@ -360,7 +361,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     f"{source} is a training checkpoint, not a LoRA file: export it with `python -m "
                     f"diffusers_sspir.training.export {os.path.dirname(path) or '.'} --output OUT` and load OUT."
                 )
-        super().load_lora_weights(pretrained_model_name_or_path_or_dict, adapter_name=adapter_name, **kwargs)
+        # diffusers warns on every load of a LoRA that has no text-encoder part (most SSP-IR LoRA): say nothing.
+        with muted_log_messages("diffusers.loaders.lora_base", "No LoRA keys associated to CLIPTextModel"):
+            super().load_lora_weights(pretrained_model_name_or_path_or_dict, adapter_name=adapter_name, **kwargs)
 
     # ------------------------------------------------------------------ speed
 

@@ -1,0 +1,37 @@
+"""The one spelling of a captioner on the command line and in the examples: `none`, `fixed:TEXT` or a model."""
+
+from __future__ import annotations
+
+from .base import Captioner, FixedCaptioner
+
+CAPTIONER_SPEC_HELP = (
+    "none (an empty caption), fixed:TEXT (the same caption for every image), or a vision-language model folder or "
+    "Hub id that transformers' AutoModelForImageTextToText loads"
+)
+
+
+def parse_captioner_spec(spec: str) -> tuple[str, str]:
+    """`("none", "")`, `("fixed", TEXT)` or `("model", PATH_OR_ID)`; a `ValueError` for `fixed:` without a text."""
+    if spec == "none":
+        return "none", ""
+    if spec.startswith("fixed:"):
+        text = spec[len("fixed:") :]
+        if not text.strip():
+            raise ValueError(f"captioner {spec!r}: fixed:TEXT needs a text after 'fixed:' (or use none).")
+        return "fixed", text
+    return "model", spec
+
+
+def captioner_from_spec(spec: str, **model_kwargs) -> Captioner | None:
+    r"""
+    The captioner a spec names: `None` for `none`, a [`FixedCaptioner`] for `fixed:TEXT`, else a [`VLMCaptioner`]
+    loaded with `model_kwargs` (`device`, `dtype`, `batch_size`, `max_new_tokens`, ...; not used by the others).
+    """
+    kind, value = parse_captioner_spec(spec)
+    if kind == "none":
+        return None
+    if kind == "fixed":
+        return FixedCaptioner(value)
+    from .vlm import VLMCaptioner
+
+    return VLMCaptioner(value, **model_kwargs)
