@@ -4,6 +4,7 @@ Cheap to import (the standard library only); PIL and numpy are imported by the f
 """
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,8 +13,9 @@ from typing import Any
 
 from .defaults import MAX_INPUT_PIXELS, MAX_INPUT_PIXELS_VARIABLE
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-"""File extensions (lower case) taken as images when a folder is listed."""
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+"""File extensions (lower case) taken as images when a folder is listed (an animated GIF, PNG or WebP gives its first
+frame, with a warning)."""
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 """PIL modes of 16-bit grayscale images (PNG and TIFF open as one of them)."""
@@ -62,10 +64,11 @@ def max_input_pixels() -> int:
 
 
 def read_image(path: str | os.PathLike) -> Any:
-    """Opens and decodes an image file, turned upright by its EXIF orientation.
+    """Opens and decodes an image file, turned upright by its EXIF orientation; of an animated image (GIF, APNG,
+    WebP) the first frame, with a warning saying so.
 
     Returns:
-        `PIL.Image.Image`: in the file's mode (see [`rgb8`] for 8-bit RGB).
+        `PIL.Image.Image`: in the file's mode (see [`rgb8`] for 8-bit RGB; a palette image converts there).
 
     Raises:
         ValueError: if the file is not an image PIL can read (unknown format, truncated or broken data), with the
@@ -78,8 +81,14 @@ def read_image(path: str | os.PathLike) -> Any:
     try:
         with PIL.Image.open(path) as image:
             too_large = bool(limit) and image.width * image.height > limit
+            frames = 1
             if not too_large:  # a huge image is refused from its header, before its pixels are decoded
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    image.seek(0)
                 image.load()
+                if frames > 1:
+                    image = image.copy()  # the first frame alone, readable after the file is closed
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:  # SyntaxError: broken PNG
         reason = " ".join(str(error).split()) or type(error).__name__
         raise ValueError(f"cannot read the image ({reason})") from None
@@ -89,6 +98,8 @@ def read_image(path: str | os.PathLike) -> Any:
             f"limit of {limit:,}; set {MAX_INPUT_PIXELS_VARIABLE} to a larger number of pixels (0: no limit) to read "
             "it"
         )
+    if frames > 1:
+        logging.getLogger(__name__).warning(f"{path}: an animated image of {frames} frames; its first frame is used.")
     return PIL.ImageOps.exif_transpose(image)
 
 

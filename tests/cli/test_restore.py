@@ -258,11 +258,23 @@ def test_unusable_output_folders_are_refused_before_the_model_loads(sspir, tmp_p
 
 def test_files_a_folder_holds_besides_images_are_listed_as_skipped(sspir, tmp_path, model_dir):
     write_image(tmp_path / "in" / "a.png")
-    (tmp_path / "in" / "clip.gif").write_bytes(b"GIF89a")
+    (tmp_path / "in" / "drawing.svg").write_text("<svg/>")
     (tmp_path / "in" / "notes.txt").write_text("x")
     run = sspir("restore", tmp_path / "in", "-o", tmp_path / "out", "--model", model_dir, "--steps", "1",
                 "--upscale", "2")  # fmt: skip
-    assert run.code == 0 and "skipping 2 files that are not" in run.out and "clip.gif, notes.txt" in run.out
+    assert run.code == 0 and "skipping 2 files that are not" in run.out and "drawing.svg, notes.txt" in run.out
+
+
+def test_an_animated_gif_is_restored_from_its_first_frame_and_said_so(sspir, tmp_path, model_dir, caplog):
+    frames = [PIL.Image.fromarray(np.full((12, 12, 3), value, np.uint8)) for value in (40, 200, 120)]
+    (tmp_path / "in").mkdir()
+    frames[0].save(tmp_path / "in" / "clip.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "in" / "first.png")
+    run = sspir("restore", tmp_path / "in", "-o", tmp_path / "out", "--model", model_dir, *FAST)
+    assert run.code == 0 and "restored 2" in run.out
+    assert "clip.gif: an animated image of 3 frames; its first frame is used." in caplog.text
+    restored = [np.asarray(PIL.Image.open(tmp_path / "out" / name)) for name in ("clip.png", "first.png")]
+    np.testing.assert_array_equal(*restored)  # the palette frame decodes to the first frame's colours
 
 
 def test_a_restoration_too_large_for_memory_fails_with_the_pipeline_advice(sspir, model_dir, tmp_path, monkeypatch):
