@@ -284,3 +284,11 @@ def test_a_restoration_too_large_for_memory_fails_with_the_pipeline_advice(sspir
     assert run.code == 1 and "failed 1" in run.out
     assert "a.png: Restoring 1 image(s) of 32x32 needs about" in run.out
     assert "(`--tile-size 512` on the command line)" in run.out
+
+
+def test_an_output_folder_that_holds_an_input_is_refused_up_front(sspir, tmp_path, model_dir):
+    """`b.jpg` restored into `b.png` beside it would clash with it on the next run of the folder."""
+    image = write_image(tmp_path / "same" / "b.jpg")
+    run = sspir("restore", image, "-o", tmp_path / "same", "--model", model_dir, *FAST)
+    assert run.code == 2 and "the output folder holds the input" in run.err and "b.jpg" in run.err
+    assert sorted(p.name for p in (tmp_path / "same").iterdir()) == ["b.jpg"]

@@ -1,17 +1,24 @@
 """Captioners: turn (degraded) images into text prompts, the explicit semantic prior of SSP-IR.
 
-`VLMCaptioner` (which imports transformers) is loaded on first use, so that the command line can list and caption
-folders without paying for imports it does not need.
+Every name is loaded on first use (`VLMCaptioner` imports transformers, the others PIL), so that the command line
+can parse a captioner spec without paying for imports it does not need.
 """
 
 import importlib
 from typing import TYPE_CHECKING
 
-from .base import Captioner, FixedCaptioner
-from .folder import CaptionFolderResult, caption_folder, default_caption_dir
-from .spec import CAPTIONER_SPEC_HELP, captioner_from_spec, parse_captioner_spec
-
-_LAZY = {"DEFAULT_CAPTION_PROMPT": ".vlm", "VLMCaptioner": ".vlm"}
+_LAZY = {
+    "CAPTIONER_SPEC_HELP": ".spec",
+    "CaptionFolderResult": ".folder",
+    "Captioner": ".base",
+    "DEFAULT_CAPTION_PROMPT": ".vlm",
+    "FixedCaptioner": ".base",
+    "VLMCaptioner": ".vlm",
+    "caption_folder": ".folder",
+    "captioner_from_spec": ".spec",
+    "default_caption_dir": ".folder",
+    "parse_captioner_spec": ".spec",
+}
 
 __all__ = [
     "CAPTIONER_SPEC_HELP",
@@ -27,6 +34,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .base import Captioner, FixedCaptioner
+    from .folder import CaptionFolderResult, caption_folder, default_caption_dir
+    from .spec import CAPTIONER_SPEC_HELP, captioner_from_spec, parse_captioner_spec
     from .vlm import DEFAULT_CAPTION_PROMPT, VLMCaptioner
 
 

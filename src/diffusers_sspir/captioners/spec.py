@@ -1,8 +1,13 @@
-"""The one spelling of a captioner on the command line and in the examples: `none`, `fixed:TEXT` or a model."""
+"""The one spelling of a captioner on the command line and in the examples: `none`, `fixed:TEXT` or a model.
+
+Cheap to import (no PIL, torch or transformers until a captioner is made)."""
 
 from __future__ import annotations
 
-from .base import Captioner, FixedCaptioner
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import Captioner
 
 CAPTIONER_SPEC_HELP = (
     "none (an empty caption), fixed:TEXT (the same caption for every image), or a vision-language model folder or "
@@ -31,6 +36,8 @@ def captioner_from_spec(spec: str, **model_kwargs) -> Captioner | None:
     if kind == "none":
         return None
     if kind == "fixed":
+        from .base import FixedCaptioner
+
         return FixedCaptioner(value)
     from .vlm import VLMCaptioner
 

@@ -215,14 +215,23 @@ def check_unique_stems(paths: list[Path]) -> None:
 
 
 def check_outputs_are_not_inputs(plans: dict[Path, dict[str, Path]]) -> None:
-    """A `CLIError` when an output file of `plans` (input → its output files) is one of the inputs."""
+    """A `CLIError` when an output file of `plans` (input → its output files) is one of the inputs, or would be
+    written into a folder that holds an input: inputs and outputs mixed in one folder clash by stem on the next run
+    (`b.jpg` restored into `b.png` beside it), whatever their extensions."""
     inputs = {path.resolve(): path for path in plans}
+    input_folders = {path.resolve().parent: path for path in plans}
     for path, outputs in plans.items():
         for output in outputs.values():
             if output.resolve() in inputs:
                 raise CLIError(
                     f"{output}: an output of {path} would replace the input {inputs[output.resolve()]}; choose "
                     "another -o folder."
+                )
+            folder = output.resolve().parent
+            if folder in input_folders:
+                raise CLIError(
+                    f"{output.parent}: the output folder holds the input {input_folders[folder]}; outputs written "
+                    "beside their inputs clash with them by name on the next run. Choose another -o folder."
                 )
 
 
