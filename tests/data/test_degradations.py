@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from diffusers_sspir.data import RealESRGANDegradation, RealESRGANDegradationConfig
 from diffusers_sspir.data.degradations import (
     KERNEL_TYPES,
+    SECOND_STAGE,
+    DegradationStage,
     _add_random_noise,
     _filter,
     _jpeg,
@@ -105,16 +107,42 @@ DEFAULTS = {
 }
 
 
+def _flat(config: RealESRGANDegradationConfig, name: str):
+    """A config's value under Real-ESRGAN's flat option name."""
+    stage, field = RealESRGANDegradationConfig.flat_names().get(name, (None, name))
+    return getattr(getattr(config, stage) if stage else config, field)
+
+
 def test_defaults_are_realesrgan_x4plus():
     config = RealESRGANDegradationConfig()
-    assert {name: getattr(config, name) for name in DEFAULTS} == DEFAULTS
+    assert {name: _flat(config, name) for name in DEFAULTS} == DEFAULTS
     assert config.resize_modes == ("area", "bilinear", "bicubic")
     assert config.rotation_range == (-math.pi, math.pi)
+    assert config.first.blur_prob == 1.0 and config.second == SECOND_STAGE
 
 
 def test_config_accepts_lists_and_stores_tuples():
-    config = RealESRGANDegradationConfig(noise_range=[2, 3], kernel_list=["iso"], kernel_prob=[1.0])
-    assert config.noise_range == (2, 3) and config.kernel_list == ("iso",) and config.kernel_prob == (1.0,)
+    stage = DegradationStage(noise_range=[2, 3], kernel_list=["iso"], kernel_prob=[1.0])
+    assert stage.noise_range == (2, 3) and stage.kernel_list == ("iso",) and stage.kernel_prob == (1.0,)
+    config = RealESRGANDegradationConfig.from_dict({"resize_modes": ["area"], "first": {"noise_range": [2, 3]}})
+    assert config.resize_modes == ("area",) and config.first.noise_range == (2, 3)
+
+
+def test_from_dict_reads_flat_and_nested_names_alike_and_round_trips():
+    flat = RealESRGANDegradationConfig.from_dict({"noise_range2": [1, 5], "second_blur_prob": 0.3, "sinc_prob": 0.2})
+    nested = RealESRGANDegradationConfig.from_dict(
+        {"second": {"noise_range": (1, 5), "blur_prob": 0.3}, "first": {"sinc_prob": 0.2}}
+    )
+    assert flat == nested
+    assert flat.second.noise_range == (1, 5) and flat.second.blur_sigma == SECOND_STAGE.blur_sigma
+    assert RealESRGANDegradationConfig.from_dict(flat.to_dict()) == flat
+    assert RealESRGANDegradationConfig.from_dict({}) == RealESRGANDegradationConfig()
+    with pytest.raises(ValueError, match=r"`noise_range2` and `second.noise_range` name one field"):
+        RealESRGANDegradationConfig.from_dict({"noise_range2": (1, 5), "second": {"noise_range": (1, 5)}})
+    with pytest.raises(ValueError, match=r"unknown degradation fields \['noise'\]"):
+        RealESRGANDegradationConfig.from_dict({"noise": 1})
+    with pytest.raises(ValueError, match=r"unknown `first` fields \['noise'\]"):
+        RealESRGANDegradationConfig.from_dict({"first": {"noise": 1}})
 
 
 BAD_CONFIGS = {
@@ -148,7 +176,7 @@ BAD_CONFIGS = {
 @pytest.mark.parametrize(("kwargs", "fragment"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
 def test_config_rejects(kwargs, fragment):
     with pytest.raises(ValueError, match=re.escape(fragment)):
-        RealESRGANDegradationConfig(**kwargs)
+        RealESRGANDegradationConfig.from_dict(kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -340,7 +368,7 @@ SHAPE_CASES = {
 
 @pytest.mark.parametrize(("kwargs", "shape", "expected"), SHAPE_CASES.values(), ids=SHAPE_CASES.keys())
 def test_output_shape_range_and_grid(kwargs, shape, expected):
-    degrade = RealESRGANDegradation(RealESRGANDegradationConfig(**kwargs))
+    degrade = RealESRGANDegradation(RealESRGANDegradationConfig.from_dict(kwargs))
     for seed in range(3):
         lq = degrade(torch.rand(shape, generator=_generator(seed)), generator=_generator(seed))
         assert lq.shape == expected and lq.dtype == torch.float32
@@ -374,7 +402,7 @@ def test_samples_of_a_batch_are_degraded_differently():
 def test_resize_only_config_is_a_plain_downscale():
     # Grey images: JPEG at quality 100 then only rounds the luma (4:2:0 chroma subsampling is lossy on colours).
     gt = _smooth(2, 64, 96)[:, :1].expand(-1, 3, -1, -1)
-    lq = RealESRGANDegradation(RealESRGANDegradationConfig(**RESIZE_ONLY))(gt, generator=_generator())
+    lq = RealESRGANDegradation(RealESRGANDegradationConfig.from_dict(RESIZE_ONLY))(gt, generator=_generator())
     expected = F.interpolate(gt, size=(16, 24), mode="area")
     assert (lq - expected).abs().max() < 2 / 255
     assert (lq - expected).abs().mean() < 0.6 / 255

@@ -3,5 +3,7 @@ from .datasets import ImagePair as ImagePair
 from .datasets import PairedImageFolder as PairedImageFolder
 from .datasets import collate_fn as collate_fn
 from .datasets import scan_image_folder as scan_image_folder
+from .degradations import SECOND_STAGE as SECOND_STAGE
+from .degradations import DegradationStage as DegradationStage
 from .degradations import RealESRGANDegradation as RealESRGANDegradation
 from .degradations import RealESRGANDegradationConfig as RealESRGANDegradationConfig

@@ -19,7 +19,7 @@
 
 1. blur (random Gaussian / generalized Gaussian / plateau / sinc kernel) -> random resize -> Gaussian or Poisson
    noise -> JPEG;
-2. blur (with `second_blur_prob`) -> random resize around `H / scale` -> Gaussian or Poisson noise;
+2. blur (with `second.blur_prob`) -> random resize around `H / scale` -> Gaussian or Poisson noise;
 3. in random order: [resize to `H / scale` + sinc filter (with `final_sinc_prob`)] and JPEG; round to 8 bits.
 
 What is drawn per sample and what per batch:
@@ -44,9 +44,11 @@ forward pass, which keeps a little more detail: its squared error at a given qua
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +59,8 @@ from kornia.filters import filter2d
 __all__ = [
     "KERNEL_TYPES",
     "RESIZE_MODES",
+    "SECOND_STAGE",
+    "DegradationStage",
     "RealESRGANDegradation",
     "RealESRGANDegradationConfig",
     "circular_lowpass_kernel",
@@ -87,149 +91,6 @@ FINAL_SINC_CUTOFF = (math.pi / 3, math.pi)
 # ---------------------------------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RealESRGANDegradationConfig:
-    """Probabilities and ranges of the Real-ESRGAN degradations; the defaults are `train_realesrgan_x4plus.yml`.
-
-    Fields without a suffix belong to the first degradation, fields ending in `2` to the second. Ranges are
-    `(low, high)` and are sampled uniformly. Lists (e.g. read from YAML) are accepted and stored as tuples.
-
-    Args:
-        scale (`int`, defaults to 4): Downscaling factor from GT to LQ.
-        kernel_size_range (`tuple[int, int]`, defaults to `(7, 21)`): Blur and sinc kernel sizes are drawn uniformly
-            among the odd sizes in this range.
-        rotation_range (`tuple[float, float]`, defaults to `(-pi, pi)`): Angle of anisotropic kernels, in radians.
-        kernel_list (`tuple[str, ...]`): Blur kernel types, a subset of `KERNEL_TYPES`.
-        kernel_prob (`tuple[float, ...]`, defaults to `(0.45, 0.25, 0.12, 0.03, 0.12, 0.03)`): Probability of each
-            entry of `kernel_list`; must sum to 1.
-        sinc_prob (`float`, defaults to 0.1): Probability that the blur kernel is a sinc (circular low-pass) kernel
-            instead of one from `kernel_list`. Its cutoff is drawn from `(pi / 3, pi)` for kernels smaller than 13,
-            else from `(pi / 5, pi)`.
-        blur_sigma (`tuple[float, float]`, defaults to `(0.2, 3.0)`): Standard deviations (pixels) of the kernels.
-        betag_range (`tuple[float, float]`, defaults to `(0.5, 4.0)`): Shape of generalized Gaussian kernels. When
-            the range contains 1, beta is drawn from `(low, 1)` or `(1, high)` with probability 1/2 each, as in
-            Real-ESRGAN (so `(1, 2)` gives beta = 1 half of the time).
-        betap_range (`tuple[float, float]`, defaults to `(1.0, 2.0)`): Shape of plateau kernels, drawn like
-            `betag_range`.
-        resize_prob (`tuple[float, float, float]`, defaults to `(0.2, 0.7, 0.1)`): Probabilities of resizing up,
-            down, or keeping the size; must sum to 1.
-        resize_range (`tuple[float, float]`, defaults to `(0.15, 1.5)`): Resize factors: up draws from `(1, high)`,
-            down from `(low, 1)`; `low <= 1 <= high`.
-        resize_modes (`tuple[str, ...]`, defaults to `("area", "bilinear", "bicubic")`): Interpolation modes, one
-            drawn uniformly for each resize.
-        gaussian_noise_prob (`float`, defaults to 0.5): Probability of Gaussian noise; Poisson noise otherwise.
-        noise_range (`tuple[float, float]`, defaults to `(1.0, 30.0)`): Gaussian noise sigma, in 1/255 units.
-        poisson_scale_range (`tuple[float, float]`, defaults to `(0.05, 3.0)`): Scale of the Poisson noise.
-        gray_noise_prob (`float`, defaults to 0.4): Probability that the noise is the same in the three channels.
-        jpeg_range (`tuple[float, float]`, defaults to `(30.0, 95.0)`): JPEG quality, within `[1, 100]`.
-        second_blur_prob (`float`, defaults to 0.8): Probability of the second blur.
-        kernel_list2, kernel_prob2, sinc_prob2, blur_sigma2, betag_range2, betap_range2: Second blur, as above;
-            `blur_sigma2` defaults to `(0.2, 1.5)`.
-        resize_prob2, resize_range2: Second resize, defaults `(0.3, 0.4, 0.3)` and `(0.3, 1.2)`; the factor is
-            relative to the LQ size, i.e. the image is resized to `int(H / scale * factor)`.
-        gaussian_noise_prob2, noise_range2, poisson_scale_range2, gray_noise_prob2: Second noise, defaults 0.5,
-            `(1.0, 25.0)`, `(0.05, 2.5)` and 0.4.
-        jpeg_range2 (`tuple[float, float]`, defaults to `(30.0, 95.0)`): Quality of the final JPEG.
-        final_sinc_prob (`float`, defaults to 0.8): Probability of the sinc filter after the final resize (cutoff
-            drawn from `(pi / 3, pi)`); the identity otherwise.
-        jpeg_first_prob (`float`, defaults to 0.5): Probability that the final JPEG comes before the final resize
-            and sinc filter rather than after.
-    """
-
-    scale: int = 4
-    kernel_size_range: tuple[int, int] = (7, 21)
-    rotation_range: tuple[float, float] = (-math.pi, math.pi)
-    # First degradation
-    kernel_list: tuple[str, ...] = KERNEL_TYPES
-    kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
-    sinc_prob: float = 0.1
-    blur_sigma: tuple[float, float] = (0.2, 3.0)
-    betag_range: tuple[float, float] = (0.5, 4.0)
-    betap_range: tuple[float, float] = (1.0, 2.0)
-    resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)
-    resize_range: tuple[float, float] = (0.15, 1.5)
-    resize_modes: tuple[str, ...] = RESIZE_MODES
-    gaussian_noise_prob: float = 0.5
-    noise_range: tuple[float, float] = (1.0, 30.0)
-    poisson_scale_range: tuple[float, float] = (0.05, 3.0)
-    gray_noise_prob: float = 0.4
-    jpeg_range: tuple[float, float] = (30.0, 95.0)
-    # Second degradation
-    second_blur_prob: float = 0.8
-    kernel_list2: tuple[str, ...] = KERNEL_TYPES
-    kernel_prob2: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
-    sinc_prob2: float = 0.1
-    blur_sigma2: tuple[float, float] = (0.2, 1.5)
-    betag_range2: tuple[float, float] = (0.5, 4.0)
-    betap_range2: tuple[float, float] = (1.0, 2.0)
-    resize_prob2: tuple[float, float, float] = (0.3, 0.4, 0.3)
-    resize_range2: tuple[float, float] = (0.3, 1.2)
-    gaussian_noise_prob2: float = 0.5
-    noise_range2: tuple[float, float] = (1.0, 25.0)
-    poisson_scale_range2: tuple[float, float] = (0.05, 2.5)
-    gray_noise_prob2: float = 0.4
-    jpeg_range2: tuple[float, float] = (30.0, 95.0)
-    # Final sinc filter and the order of the final JPEG and resize
-    final_sinc_prob: float = 0.8
-    jpeg_first_prob: float = 0.5
-
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, list):
-                object.__setattr__(self, field.name, tuple(value))
-
-        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
-            raise ValueError(f"`scale` must be an integer >= 1, got {self.scale!r}.")
-        low, high = _check_range("kernel_size_range", self.kernel_size_range, minimum=1)
-        if low != int(low) or high != int(high) or low % 2 == 0 or high % 2 == 0:
-            raise ValueError(f"`kernel_size_range` must hold two odd integers, got {self.kernel_size_range!r}.")
-        _check_range("rotation_range", self.rotation_range)
-
-        for suffix in ("", "2"):
-            self._check_kernel_list(f"kernel_list{suffix}", f"kernel_prob{suffix}")
-            _check_range(f"blur_sigma{suffix}", getattr(self, f"blur_sigma{suffix}"), minimum=0.0, strict=True)
-            _check_range(f"betag_range{suffix}", getattr(self, f"betag_range{suffix}"), minimum=0.0, strict=True)
-            _check_range(f"betap_range{suffix}", getattr(self, f"betap_range{suffix}"), minimum=0.0, strict=True)
-            _check_distribution(f"resize_prob{suffix}", getattr(self, f"resize_prob{suffix}"), length=3)
-            low, high = _check_range(
-                f"resize_range{suffix}", getattr(self, f"resize_range{suffix}"), minimum=0.0, strict=True
-            )
-            if not low <= 1.0 <= high:
-                raise ValueError(
-                    f"`resize_range{suffix}` must contain 1 (down-scaling draws from (low, 1), up-scaling from "
-                    f"(1, high)), got {getattr(self, f'resize_range{suffix}')!r}."
-                )
-            _check_range(f"noise_range{suffix}", getattr(self, f"noise_range{suffix}"), minimum=0.0)
-            _check_range(f"poisson_scale_range{suffix}", getattr(self, f"poisson_scale_range{suffix}"), minimum=0.0)
-            _check_range(f"jpeg_range{suffix}", getattr(self, f"jpeg_range{suffix}"), minimum=1.0, maximum=100.0)
-        for name in (
-            "sinc_prob",
-            "gaussian_noise_prob",
-            "gray_noise_prob",
-            "second_blur_prob",
-            "sinc_prob2",
-            "gaussian_noise_prob2",
-            "gray_noise_prob2",
-            "final_sinc_prob",
-            "jpeg_first_prob",
-        ):
-            _check_probability(name, getattr(self, name))
-
-        if not self.resize_modes or any(mode not in RESIZE_MODES for mode in self.resize_modes):
-            raise ValueError(
-                f"`resize_modes` must be a non-empty tuple of modes from {RESIZE_MODES}, got {self.resize_modes!r}."
-            )
-
-    def _check_kernel_list(self, list_name: str, prob_name: str) -> None:
-        kernel_list, kernel_prob = getattr(self, list_name), getattr(self, prob_name)
-        if isinstance(kernel_list, str) or not kernel_list or any(k not in _KERNEL_SHAPES for k in kernel_list):
-            raise ValueError(
-                f"`{list_name}` must be a non-empty tuple of kernel types from {KERNEL_TYPES}, got {kernel_list!r}."
-            )
-        _check_distribution(prob_name, kernel_prob, length=len(kernel_list))
 
 
 def _check_probability(name: str, value: float) -> None:
@@ -270,6 +131,234 @@ def _check_range(
     if low > high or too_low or too_high:
         raise ValueError(f"`{name}` must be a (low, high) pair with low <= high within {bounds}, got {value!r}.")
     return low, high
+
+
+def _tuples(instance) -> None:
+    """Lists (e.g. read from YAML or JSON) are stored as tuples, so that configs are hashable and compare equal."""
+    for entry in fields(instance):
+        value = getattr(instance, entry.name)
+        if isinstance(value, list):
+            object.__setattr__(instance, entry.name, tuple(value))
+
+
+@dataclass(frozen=True)
+class DegradationStage:
+    """One round of Real-ESRGAN's degradation: blur, resize, noise and JPEG. [`RealESRGANDegradationConfig`] holds
+    two; the defaults are the first round of `train_realesrgan_x4plus.yml` ([`SECOND_STAGE`] is the second). Ranges
+    are `(low, high)`, sampled uniformly; lists are accepted and stored as tuples.
+
+    Args:
+        blur_prob (`float`, defaults to 1.0): Probability of the blur (Real-ESRGAN: always in the first round,
+            `second_blur_prob` = 0.8 in the second).
+        kernel_list (`tuple[str, ...]`): Blur kernel types, a subset of `KERNEL_TYPES`.
+        kernel_prob (`tuple[float, ...]`, defaults to `(0.45, 0.25, 0.12, 0.03, 0.12, 0.03)`): Probability of each
+            entry of `kernel_list`; must sum to 1.
+        sinc_prob (`float`, defaults to 0.1): Probability that the blur kernel is a sinc (circular low-pass) kernel
+            instead of one from `kernel_list`. Its cutoff is drawn from `(pi / 3, pi)` for kernels smaller than 13,
+            else from `(pi / 5, pi)`.
+        blur_sigma (`tuple[float, float]`, defaults to `(0.2, 3.0)`): Standard deviations (pixels) of the kernels.
+        betag_range (`tuple[float, float]`, defaults to `(0.5, 4.0)`): Shape of generalized Gaussian kernels. When
+            the range contains 1, beta is drawn from `(low, 1)` or `(1, high)` with probability 1/2 each, as in
+            Real-ESRGAN (so `(1, 2)` gives beta = 1 half of the time).
+        betap_range (`tuple[float, float]`, defaults to `(1.0, 2.0)`): Shape of plateau kernels, drawn like
+            `betag_range`.
+        resize_prob (`tuple[float, float, float]`, defaults to `(0.2, 0.7, 0.1)`): Probabilities of resizing up,
+            down, or keeping the size; must sum to 1.
+        resize_range (`tuple[float, float]`, defaults to `(0.15, 1.5)`): Resize factors: up draws from `(1, high)`,
+            down from `(low, 1)`; `low <= 1 <= high`. In the second round the factor is relative to the LQ size
+            (the image is resized to `int(H / scale * factor)`).
+        gaussian_noise_prob (`float`, defaults to 0.5): Probability of Gaussian noise; Poisson noise otherwise.
+        noise_range (`tuple[float, float]`, defaults to `(1.0, 30.0)`): Gaussian noise sigma, in 1/255 units.
+        poisson_scale_range (`tuple[float, float]`, defaults to `(0.05, 3.0)`): Scale of the Poisson noise.
+        gray_noise_prob (`float`, defaults to 0.4): Probability that the noise is the same in the three channels.
+        jpeg_range (`tuple[float, float]`, defaults to `(30.0, 95.0)`): JPEG quality, within `[1, 100]`; in the
+            second round, the quality of the final JPEG.
+    """
+
+    blur_prob: float = 1.0
+    kernel_list: tuple[str, ...] = KERNEL_TYPES
+    kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+    sinc_prob: float = 0.1
+    blur_sigma: tuple[float, float] = (0.2, 3.0)
+    betag_range: tuple[float, float] = (0.5, 4.0)
+    betap_range: tuple[float, float] = (1.0, 2.0)
+    resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)
+    resize_range: tuple[float, float] = (0.15, 1.5)
+    gaussian_noise_prob: float = 0.5
+    noise_range: tuple[float, float] = (1.0, 30.0)
+    poisson_scale_range: tuple[float, float] = (0.05, 3.0)
+    gray_noise_prob: float = 0.4
+    jpeg_range: tuple[float, float] = (30.0, 95.0)
+
+    def __post_init__(self) -> None:
+        _tuples(self)
+        self.check()
+
+    def check(self) -> None:
+        """Raises a `ValueError` naming the field for a value out of range."""
+        if (
+            isinstance(self.kernel_list, str)
+            or not self.kernel_list
+            or any(k not in _KERNEL_SHAPES for k in self.kernel_list)
+        ):
+            raise ValueError(
+                f"`kernel_list` must be a non-empty tuple of kernel types from {KERNEL_TYPES}, got "
+                f"{self.kernel_list!r}."
+            )
+        _check_distribution("kernel_prob", self.kernel_prob, length=len(self.kernel_list))
+        _check_range("blur_sigma", self.blur_sigma, minimum=0.0, strict=True)
+        _check_range("betag_range", self.betag_range, minimum=0.0, strict=True)
+        _check_range("betap_range", self.betap_range, minimum=0.0, strict=True)
+        _check_distribution("resize_prob", self.resize_prob, length=3)
+        low, high = _check_range("resize_range", self.resize_range, minimum=0.0, strict=True)
+        if not low <= 1.0 <= high:
+            raise ValueError(
+                f"`resize_range` must contain 1 (down-scaling draws from (low, 1), up-scaling from "
+                f"(1, high)), got {self.resize_range!r}."
+            )
+        _check_range("noise_range", self.noise_range, minimum=0.0)
+        _check_range("poisson_scale_range", self.poisson_scale_range, minimum=0.0)
+        _check_range("jpeg_range", self.jpeg_range, minimum=1.0, maximum=100.0)
+        for name in ("blur_prob", "sinc_prob", "gaussian_noise_prob", "gray_noise_prob"):
+            _check_probability(name, getattr(self, name))
+
+
+SECOND_STAGE = DegradationStage(
+    blur_prob=0.8,
+    blur_sigma=(0.2, 1.5),
+    resize_prob=(0.3, 0.4, 0.3),
+    resize_range=(0.3, 1.2),
+    noise_range=(1.0, 25.0),
+    poisson_scale_range=(0.05, 2.5),
+)
+"""The second round of `train_realesrgan_x4plus.yml`."""
+
+
+@dataclass(frozen=True)
+class RealESRGANDegradationConfig:
+    """Probabilities and ranges of the Real-ESRGAN degradations; the defaults are `train_realesrgan_x4plus.yml`.
+
+    Two rounds of [`DegradationStage`] (`first`, `second`), then the final resize and sinc filter. Real-ESRGAN's own
+    flat option names (`blur_sigma2`, `second_blur_prob`, ...) are read by [`~RealESRGANDegradationConfig.from_dict`].
+    Lists (e.g. read from YAML) are accepted and stored as tuples.
+
+    Args:
+        scale (`int`, defaults to 4): Downscaling factor from GT to LQ.
+        kernel_size_range (`tuple[int, int]`, defaults to `(7, 21)`): Blur and sinc kernel sizes are drawn uniformly
+            among the odd sizes in this range (both rounds and the final sinc).
+        rotation_range (`tuple[float, float]`, defaults to `(-pi, pi)`): Angle of anisotropic kernels, in radians.
+        resize_modes (`tuple[str, ...]`, defaults to `("area", "bilinear", "bicubic")`): Interpolation modes, one
+            drawn uniformly for each resize.
+        first (`DegradationStage`, defaults to `DegradationStage()`): The first round.
+        second (`DegradationStage`, defaults to `SECOND_STAGE`): The second round; its `jpeg_range` is the final
+            JPEG's.
+        final_sinc_prob (`float`, defaults to 0.8): Probability of the sinc filter after the final resize (cutoff
+            drawn from `(pi / 3, pi)`); the identity otherwise.
+        jpeg_first_prob (`float`, defaults to 0.5): Probability that the final JPEG comes before the final resize
+            and sinc filter rather than after.
+    """
+
+    scale: int = 4
+    kernel_size_range: tuple[int, int] = (7, 21)
+    rotation_range: tuple[float, float] = (-math.pi, math.pi)
+    resize_modes: tuple[str, ...] = RESIZE_MODES
+    first: DegradationStage = field(default_factory=DegradationStage)
+    second: DegradationStage = SECOND_STAGE
+    final_sinc_prob: float = 0.8
+    jpeg_first_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        _tuples(self)
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
+            raise ValueError(f"`scale` must be an integer >= 1, got {self.scale!r}.")
+        low, high = _check_range("kernel_size_range", self.kernel_size_range, minimum=1)
+        if low != int(low) or high != int(high) or low % 2 == 0 or high % 2 == 0:
+            raise ValueError(f"`kernel_size_range` must hold two odd integers, got {self.kernel_size_range!r}.")
+        _check_range("rotation_range", self.rotation_range)
+        for stage in ("first", "second"):
+            value = getattr(self, stage)
+            if not isinstance(value, DegradationStage):
+                raise TypeError(f"`{stage}` must be a `DegradationStage`, got {type(value).__name__}.")
+        for name in ("final_sinc_prob", "jpeg_first_prob"):
+            _check_probability(name, getattr(self, name))
+        if not self.resize_modes or any(mode not in RESIZE_MODES for mode in self.resize_modes):
+            raise ValueError(
+                f"`resize_modes` must be a non-empty tuple of modes from {RESIZE_MODES}, got {self.resize_modes!r}."
+            )
+
+    @classmethod
+    def flat_names(cls) -> dict[str, tuple[str, str]]:
+        """Real-ESRGAN's option names → `(stage, field)`: `blur_sigma` → first, `blur_sigma2` and
+        `second_blur_prob` → second (`blur_prob` has no flat name in the first round, where Real-ESRGAN always
+        blurs)."""
+        names = {}
+        for stage_field in fields(DegradationStage):
+            if stage_field.name != "blur_prob":
+                names[stage_field.name] = ("first", stage_field.name)
+                names[f"{stage_field.name}2"] = ("second", stage_field.name)
+        names["second_blur_prob"] = ("second", "blur_prob")
+        return names
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RealESRGANDegradationConfig:
+        r"""
+        A config from a mapping (a YAML or JSON file's content): this class's fields, with `first` / `second` as
+        mappings of [`DegradationStage`] fields, and/or Real-ESRGAN's flat names (`noise_range2`, ...). Unknown
+        names, and a field given both ways, are refused naming them.
+        """
+        if not isinstance(values, dict):
+            raise TypeError(f"A degradation config must be a mapping of field names, got {type(values).__name__}.")
+        flat = cls.flat_names()
+        top = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - top - set(flat))
+        if unknown:
+            raise ValueError(
+                f"unknown degradation fields {unknown}; accepted: {sorted(top)} and Real-ESRGAN's flat names "
+                f"{sorted(flat)}."
+            )
+        kwargs = {name: value for name, value in values.items() if name in top and name not in ("first", "second")}
+        stages: dict[str, dict[str, Any]] = {}
+        for stage in ("first", "second"):
+            given = values.get(stage, {})
+            if isinstance(given, DegradationStage):
+                given = {f.name: getattr(given, f.name) for f in fields(DegradationStage)}
+            if not isinstance(given, dict):
+                raise TypeError(f"`{stage}` must be a mapping of DegradationStage fields, got {type(given).__name__}.")
+            known = {f.name for f in fields(DegradationStage)}
+            if set(given) - known:
+                raise ValueError(f"unknown `{stage}` fields {sorted(set(given) - known)}; accepted: {sorted(known)}.")
+            stages[stage] = dict(given)
+        for name, value in values.items():
+            if name in flat:
+                stage, stage_field = flat[name]
+                if stage_field in stages[stage]:
+                    raise ValueError(f"`{name}` and `{stage}.{stage_field}` name one field; give it once.")
+                stages[stage][stage_field] = value
+        defaults = {"first": DegradationStage(), "second": SECOND_STAGE}
+        for stage, overrides in stages.items():
+            if overrides:
+                try:
+                    kwargs[stage] = replace(defaults[stage], **overrides)
+                except ValueError as error:  # say which round, with the flat name
+                    raise ValueError(_stage_message(error, stage)) from None
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """This config as a mapping [`from_dict`] reads back (nested stages, lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+def _stage_message(error: ValueError, stage: str) -> str:
+    """A stage's own message (`\\`noise_range\\``) with its round and flat name (`\\`second.noise_range\\`
+    (\\`noise_range2\\`)`)."""
+    message = str(error)
+    for stage_field in fields(DegradationStage):
+        field_name = stage_field.name
+        if message.startswith(f"`{field_name}`"):
+            flat = f"{field_name}2" if stage == "second" else field_name
+            flat = "second_blur_prob" if field_name == "blur_prob" and stage == "second" else flat
+            return f"`{stage}.{field_name}` (`{flat}`)" + message[len(field_name) + 2 :]
+    return message
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -617,61 +706,62 @@ class RealESRGANDegradation:
         # First degradation: blur, resize, noise, JPEG.
         kernels = random_mixed_kernels(
             batch_size,
-            config.kernel_list,
-            config.kernel_prob,
-            config.sinc_prob,
-            config.blur_sigma,
-            config.betag_range,
-            config.betap_range,
+            config.first.kernel_list,
+            config.first.kernel_prob,
+            config.first.sinc_prob,
+            config.first.blur_sigma,
+            config.first.betag_range,
+            config.first.betap_range,
             config.kernel_size_range,
             config.rotation_range,
+            apply_prob=config.first.blur_prob,
             generator=generator,
         )
         images = _filter(images, kernels)
-        factor = _random_resize_factor(config.resize_prob, config.resize_range, generator)
+        factor = _random_resize_factor(config.first.resize_prob, config.first.resize_range, generator)
         size = (int(height * factor), int(width * factor))
         images = _resize(images, size, _random_choice(config.resize_modes, generator))
         images = _add_random_noise(
             images,
-            config.gaussian_noise_prob,
-            config.noise_range,
-            config.poisson_scale_range,
-            config.gray_noise_prob,
+            config.first.gaussian_noise_prob,
+            config.first.noise_range,
+            config.first.poisson_scale_range,
+            config.first.gray_noise_prob,
             generator,
         )
-        images = _random_jpeg(images, config.jpeg_range, generator)
+        images = _random_jpeg(images, config.first.jpeg_range, generator)
 
         # Second degradation: blur (sometimes), resize around the LQ size, noise.
         kernels = random_mixed_kernels(
             batch_size,
-            config.kernel_list2,
-            config.kernel_prob2,
-            config.sinc_prob2,
-            config.blur_sigma2,
-            config.betag_range2,
-            config.betap_range2,
+            config.second.kernel_list,
+            config.second.kernel_prob,
+            config.second.sinc_prob,
+            config.second.blur_sigma,
+            config.second.betag_range,
+            config.second.betap_range,
             config.kernel_size_range,
             config.rotation_range,
-            apply_prob=config.second_blur_prob,
+            apply_prob=config.second.blur_prob,
             generator=generator,
         )
         images = _filter(images, kernels)
-        factor = _random_resize_factor(config.resize_prob2, config.resize_range2, generator)
+        factor = _random_resize_factor(config.second.resize_prob, config.second.resize_range, generator)
         size = (int(height / config.scale * factor), int(width / config.scale * factor))
         images = _resize(images, size, _random_choice(config.resize_modes, generator))
         images = _add_random_noise(
             images,
-            config.gaussian_noise_prob2,
-            config.noise_range2,
-            config.poisson_scale_range2,
-            config.gray_noise_prob2,
+            config.second.gaussian_noise_prob,
+            config.second.noise_range,
+            config.second.poisson_scale_range,
+            config.second.gray_noise_prob,
             generator,
         )
 
         # Final: [resize to the LQ size + sinc filter] and JPEG, in random order.
         sinc_kernels = _random_sinc_kernels(batch_size, config.kernel_size_range, config.final_sinc_prob, generator)
         mode = _random_choice(config.resize_modes, generator)
-        quality = _uniform(*config.jpeg_range2, batch_size, generator)
+        quality = _uniform(*config.second.jpeg_range, batch_size, generator)
         jpeg_first = bool(_bernoulli(config.jpeg_first_prob, 1, generator))
         if jpeg_first:
             images = _jpeg(images, quality)
