@@ -1065,8 +1065,13 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     def _format_images(self, images: torch.Tensor, output_type: str):
         if output_type == "pt":
             return images
-        array = self.image_processor.pt_to_numpy(images)
-        return array if output_type == "np" else self.image_processor.numpy_to_pil(array)
+        if output_type == "np":
+            return self.image_processor.pt_to_numpy(images)
+        # As `numpy_to_pil(pt_to_numpy(images))` (round half to even alike), one image at a time: at most one
+        # float copy of one image besides the batch.
+        return [
+            PIL.Image.fromarray(image.mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()) for image in images
+        ]
 
     # ------------------------------------------------------------------ call
 
@@ -1200,7 +1205,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             padded.to(self.structure_processor.dtype), tile_size=tile_size if tiled else None
         )
 
-        repeat = lambda x: x.repeat_interleave(num_images_per_prompt, dim=0)  # noqa: E731
+        # One image per prompt: the tensors themselves (no copy of full-size images).
+        repeat = lambda x: x if num_images_per_prompt == 1 else x.repeat_interleave(num_images_per_prompt, dim=0)  # noqa: E731
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         dtype = self.unet.dtype
         prompt_embeds, image_embeds = repeat(prompt_embeds).to(dtype), repeat(image_embeds).to(dtype)
@@ -1294,10 +1300,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             restored = self.decode_latents(latents)[..., :height, :width]
         restored = apply_color_fix(
             restored, repeat(upscaled).float(), color_fix, tile_size=tile_size if tiled else None
-        ).clamp(0, 1)
+        ).clamp_(0, 1)
+        padded_size = padded.shape[-2:]
+        del upscaled, padded, low_quality  # full-size copies no longer needed
         structure_rgb = F.interpolate(
-            repeat(structure.rgb[0].float()), size=padded.shape[-2:], mode="bilinear", align_corners=False
-        )[..., :height, :width].clamp(0, 1)
+            repeat(structure.rgb[0].float()), size=padded_size, mode="bilinear", align_corners=False
+        )[..., :height, :width].clamp_(0, 1)
 
         self.maybe_free_model_hooks()
         images_out = self._format_images(restored.cpu(), output_type)
