@@ -56,7 +56,6 @@ from transformers import (
     CLIPImageProcessor,
     CLIPTextConfig,
     CLIPTextModel,
-    CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModel,
 )
@@ -65,6 +64,7 @@ from diffusers_sspir import SSPIRPipeline
 from diffusers_sspir.defaults import BRANCH_TYPES
 from diffusers_sspir.image_ops import tile_starts
 from diffusers_sspir.models.branches import BRANCH_KEY_MARKERS
+from diffusers_sspir.testing import SCHEDULER_CONFIG, make_tokenizer, randomize_branches  # SD-1.5's schedule
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 PROMPT = "a photo of an old stone house by a lake"
@@ -73,18 +73,6 @@ NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"  # SSP-IR's default, giv
 GUIDANCE_SCALE = 7.5
 UPSCALE = 4
 GIB = 2**30
-
-# Stable Diffusion 1.5's scheduler config, for DDIM.
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    prediction_type="epsilon",
-)
 
 SIZES = {
     # Stable Diffusion 1.5 and CLIP ViT-L/14, as published.
@@ -201,25 +189,6 @@ OPTIMIZATIONS = {
 # ----------------------------------------------------------------------------------------------------------- build
 
 
-def make_tokenizer() -> CLIPTokenizer:
-    """A CLIP BPE tokenizer over single characters, built in code (no files); its ids are valid for any CLIP text
-    encoder. Only the number of tokens matters for speed: prompts encode to one 77-token window either way."""
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in "abcdefghijklmnopqrstuvwxyz,.!?-0123456789":
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault(char + "</w>", len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-def randomize_(module: torch.nn.Module, names: tuple[str, ...], generator: torch.Generator, std: float) -> None:
-    """Gives the parameters whose name contains one of `names` (zero-initialised in an untrained model) random
-    values, so that the attention branches and residuals they gate compute something."""
-    with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            if any(part in name for part in names):
-                parameter.normal_(0.0, std, generator=generator)
-
-
 def build_pipelines(
     size: str, device: torch.device, dtype: torch.dtype, seed: int = 0, branch_type: str = "transformer"
 ) -> tuple[StableDiffusionControlNetPipeline, SSPIRPipeline]:
@@ -254,12 +223,12 @@ def build_pipelines(
             image_embed_dim=config["image_embed_dim"],
             scheduler=schedulers[1],
         )
-    generator = torch.Generator(device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same weights on every device
     zero_convs = ("controlnet_down_blocks", "controlnet_mid_block")
-    randomize_(stock.controlnet, zero_convs, generator, std=0.02)
-    randomize_(sspir.controlnet, zero_convs + BRANCH_KEY_MARKERS, generator, std=0.02)
-    randomize_(sspir.unet, BRANCH_KEY_MARKERS, generator, std=0.02)
-    randomize_(sspir.structure_processor, ("conv_out",), generator, std=0.02)
+    randomize_branches(stock.controlnet, generator, std=0.02, names=zero_convs)
+    randomize_branches(sspir.controlnet, generator, std=0.02, names=zero_convs + BRANCH_KEY_MARKERS)
+    randomize_branches(sspir.unet, generator, std=0.02, names=BRANCH_KEY_MARKERS)
+    randomize_branches(sspir.structure_processor, generator, std=0.02, names=("conv_out",))
     for pipe in (stock, sspir):
         for component in pipe.components.values():
             if isinstance(component, torch.nn.Module):

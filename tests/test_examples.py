@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-import tiny
 
+from diffusers_sspir import testing
 from diffusers_sspir.pipelines.pipeline_sspir import EXAMPLE_DOC_STRING
 from tests.captioners.tiny_vlm import make_tiny_llava
 from tests.pipelines.test_pipeline_sspir import make_pipe
@@ -79,7 +79,7 @@ def test_quickstart_script_with_a_saved_model(checkpoints, monkeypatch, capsys):
 
 def test_quickstart_script_builds_from_stable_diffusion(checkpoints, monkeypatch):
     root, _ = checkpoints
-    _, sd_folder, clip_folder = tiny.save_stable_diffusion(root)
+    _, sd_folder, clip_folder = testing.save_stable_diffusion(root)
     run_quickstart(monkeypatch, root / "photo.png", "--sd", sd_folder, "--clip", clip_folder, "--save",
                    root / "untrained", "-o", root / "untrained.png", "--steps", 1, "--prompt", "a wall")  # fmt: skip
     assert (root / "untrained" / "model_index.json").is_file()

@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import tiny
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from diffusers_sspir import SSPIRPipeline
+from diffusers_sspir import SSPIRPipeline, testing
 from diffusers_sspir.research_checkpoint import ResearchCheckpointError, convert_research_checkpoint
 
 FIXTURE = Path(__file__).parent / "fixtures" / "research_parity"
@@ -29,11 +28,11 @@ def sources(tmp_path_factory):
     """Tiny Stable Diffusion (text width 16, as the fixture's cross-attention) and CLIP vision (width 32, the
     fixture's refine layer input) folders."""
     root = tmp_path_factory.mktemp("sources")
-    _, sd_folder, _ = tiny.save_stable_diffusion(root)
+    _, sd_folder, _ = testing.save_stable_diffusion(root)
     config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                               image_size=32, patch_size=8)  # fmt: skip
     CLIPVisionModel(config).save_pretrained(root / "clip")
-    tiny.make_feature_extractor().save_pretrained(root / "clip")
+    testing.make_feature_extractor().save_pretrained(root / "clip")
     return sd_folder, root / "clip"
 
 

@@ -23,10 +23,11 @@ from transformers import (
     CLIPImageProcessor,
     CLIPTextConfig,
     CLIPTextModel,
-    CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModel,
 )
+
+from diffusers_sspir import testing
 
 UNET_CONFIG = dict(
     sample_size=64,
@@ -59,31 +60,7 @@ IMAGE_ENCODER_CONFIG = dict(
 )
 # Stable Diffusion 1.5's noise schedule, with v-prediction (as SD 2): steadier than ε at the nearly pure-noise
 # first steps of a small model.
-SCHEDULER_CONFIG = dict(
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    prediction_type="v_prediction",
-)
-
-
-def byte_symbols() -> list[str]:
-    """The 256 printable stand-ins of byte-level BPE for the bytes 0-255 (GPT-2's `bytes_to_unicode`)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    shifted = iter(range(256, 512))
-    return [chr(byte) if byte in printable else chr(next(shifted)) for byte in range(256)]
-
-
-def make_tokenizer() -> CLIPTokenizer:
-    """A CLIP BPE tokenizer whose vocabulary is the 256 byte symbols (alone and word-final) and no merges: every
-    text encodes, one token per byte."""
-    symbols = byte_symbols()
-    vocab = {symbol: i for i, symbol in enumerate(symbols + [symbol + "</w>" for symbol in symbols])}
-    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+SCHEDULER_CONFIG = {**testing.SCHEDULER_CONFIG, "prediction_type": "v_prediction"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--output_dir {args.output_dir} already holds sd/; pass --overwrite to replace it")
 
     torch.manual_seed(args.seed)
-    tokenizer = make_tokenizer()
+    tokenizer = testing.make_tokenizer("bytes")
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             **TEXT_ENCODER_CONFIG,

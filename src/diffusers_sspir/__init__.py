@@ -7,7 +7,11 @@ or captioner is needed (torch, diffusers and transformers take seconds to import
 import importlib
 from typing import TYPE_CHECKING
 
+from .compat import quiet_image_processor_fallback
+
 __version__ = "0.2.0"
+
+quiet_image_processor_fallback()  # a logging filter only: cheap, and in place before transformers is imported
 
 _EXPORTS = {
     "Captioner": ".captioners",

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tiny
 
+from diffusers_sspir import testing
 from diffusers_sspir.cli import main
 
 
@@ -34,5 +34,5 @@ def model_dir(tmp_path_factory) -> Path:
     from diffusers_sspir import SSPIRPipeline
 
     path = tmp_path_factory.mktemp("model") / "sspir"
-    SSPIRPipeline(**tiny.make_sspir_components()).save_pretrained(path)
+    SSPIRPipeline(**testing.make_sspir_components()).save_pretrained(path)
     return path

@@ -4,17 +4,16 @@ layout, and diffusers' own attention switches (no SSP-IR code in between)."""
 import logging
 
 import pytest
-import tiny
 import torch
 from diffusers import ControlNetModel
 from diffusers.models.attention_processor import AttnProcessor, SlicedAttnProcessor
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
-from diffusers_sspir import DualPriorAttention, SSPIRControlNetModel, SSPIRUNet2DConditionModel
+from diffusers_sspir import DualPriorAttention, SSPIRControlNetModel, SSPIRUNet2DConditionModel, testing
 from diffusers_sspir.models import is_branch_parameter
 from diffusers_sspir.models.blocks import SSPIRCrossAttnDownBlock2D
 
-KINDS = pytest.mark.parametrize("branch_type", tiny.BRANCH_TYPES)
+KINDS = pytest.mark.parametrize("branch_type", testing.BRANCH_TYPES)
 
 
 def unet_inputs(seed=0):
@@ -30,7 +29,7 @@ def unet_inputs(seed=0):
 
 
 def image_embeds(seed=1):
-    return torch.randn(2, 5, tiny.IMAGE_EMBED_DIM, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(2, 5, testing.IMAGE_EMBED_DIM, generator=torch.Generator().manual_seed(seed))
 
 
 def controlnet_inputs(seed=0):
@@ -48,9 +47,9 @@ def controlnet_inputs(seed=0):
 @KINDS
 @torch.no_grad()
 def test_untrained_unet_equals_stock_unet_exactly(branch_type):
-    stock = tiny.make_stable_diffusion_components()["unet"]
+    stock = testing.make_stable_diffusion_components()["unet"]
     sspir = SSPIRUNet2DConditionModel.from_stable_diffusion_unet(
-        stock, branch_type=branch_type, image_embed_dim=tiny.IMAGE_EMBED_DIM
+        stock, branch_type=branch_type, image_embed_dim=testing.IMAGE_EMBED_DIM
     )
     assert any(is_branch_parameter(name) for name in sspir.state_dict())
     inputs = unet_inputs()
@@ -61,9 +60,9 @@ def test_untrained_unet_equals_stock_unet_exactly(branch_type):
 @KINDS
 @torch.no_grad()
 def test_untrained_controlnet_equals_stock_controlnet_exactly(branch_type):
-    stock_unet = tiny.make_stable_diffusion_components()["unet"]
+    stock_unet = testing.make_stable_diffusion_components()["unet"]
     sspir_unet = SSPIRUNet2DConditionModel.from_stable_diffusion_unet(
-        stock_unet, branch_type=branch_type, image_embed_dim=tiny.IMAGE_EMBED_DIM
+        stock_unet, branch_type=branch_type, image_embed_dim=testing.IMAGE_EMBED_DIM
     )
     sspir = SSPIRControlNetModel.from_unet(sspir_unet)
     assert sspir.config.branch_type == branch_type
@@ -84,15 +83,15 @@ def test_untrained_controlnet_equals_stock_controlnet_exactly(branch_type):
 
 @KINDS
 def test_sd_parameters_keep_their_stock_names(branch_type):
-    stock = tiny.make_stable_diffusion_components()["unet"]
-    sspir = tiny.make_sspir_components(branch_type=branch_type)["unet"]
+    stock = testing.make_stable_diffusion_components()["unet"]
+    sspir = testing.make_sspir_components(branch_type=branch_type)["unet"]
     sd_keys = {key for key in sspir.state_dict() if not is_branch_parameter(key)}
     assert sd_keys == set(stock.state_dict())
 
 
 @KINDS
 def test_gradients_reach_every_branch_parameter(branch_type):
-    unet = tiny.make_sspir_components(trained=True, branch_type=branch_type)["unet"]
+    unet = testing.make_sspir_components(trained=True, branch_type=branch_type)["unet"]
     branch_params = {n: p for n, p in unet.named_parameters() if is_branch_parameter(n)}
     assert branch_params
     out = unet(**unet_inputs(), image_embeds=image_embeds()).sample
@@ -102,7 +101,7 @@ def test_gradients_reach_every_branch_parameter(branch_type):
 
 
 def test_transformer_layout_follows_the_research_code():
-    unet = tiny.make_sspir_components()["unet"]
+    unet = testing.make_sspir_components()["unet"]
     # image transformer before SD's in every block with attention; pixel transformers in every up block (after SD's,
     # or after each ResNet where the block has no attention), consuming the skips from the end
     assert len(unet.down_blocks[0].image_attentions) == 1 and type(unet.down_blocks[1]).__name__ == "DownBlock2D"
@@ -116,14 +115,14 @@ def test_transformer_layout_follows_the_research_code():
     assert all(isinstance(t, Transformer2DModel) for t in unet.up_blocks[1].image_attentions)
     heads = {t.transformer_blocks[0].attn1.heads for t in unet.up_blocks[0].pixel_attentions}
     assert heads == {4}  # the block's own head count by default
-    research = SSPIRUNet2DConditionModel(**tiny.UNET_CONFIG, image_embed_dim=12, up_block_0_pixel_heads=1)
+    research = SSPIRUNet2DConditionModel(**testing.UNET_CONFIG, image_embed_dim=12, up_block_0_pixel_heads=1)
     assert {t.transformer_blocks[0].attn1.heads for t in research.up_blocks[0].pixel_attentions} == {1}
-    controlnet = tiny.make_sspir_components()["controlnet"]
+    controlnet = testing.make_sspir_components()["controlnet"]
     assert len(controlnet.down_blocks[0].image_attentions) == 1 and len(controlnet.mid_block.image_attentions) == 1
 
 
 def test_attention_layout_puts_branches_on_cross_attention_layers():
-    unet = tiny.make_sspir_components(branch_type="attention")["unet"]
+    unet = testing.make_sspir_components(branch_type="attention")["unet"]
     layers = {n: m for n, m in unet.named_modules() if isinstance(m, DualPriorAttention)}
     pixel = {name: layer.pixel_index for name, layer in layers.items() if layer.pixel_attn is not None}
     assert pixel == {
@@ -136,10 +135,10 @@ def test_attention_layout_puts_branches_on_cross_attention_layers():
 
 def test_bad_branch_settings_are_refused():
     with pytest.raises(ValueError, match="`branch_type` must be one of"):
-        SSPIRUNet2DConditionModel(**tiny.UNET_CONFIG, branch_type="lora")
+        SSPIRUNet2DConditionModel(**testing.UNET_CONFIG, branch_type="lora")
     with pytest.raises(ValueError, match="must divide the block's width 16"):
-        SSPIRUNet2DConditionModel(**tiny.UNET_CONFIG, up_block_0_pixel_heads=3)
-    stock = tiny.make_stable_diffusion_components()["unet"]
+        SSPIRUNet2DConditionModel(**testing.UNET_CONFIG, up_block_0_pixel_heads=3)
+    stock = testing.make_stable_diffusion_components()["unet"]
     with pytest.raises(ValueError, match="must be given together"):
         DualPriorAttention.extend(stock.down_blocks[0].attentions[0].transformer_blocks[0].attn2, 4, pixel_embed_dim=8)
     with pytest.raises(TypeError, match="extends a CrossAttnDownBlock2D, got DownBlock2D"):
@@ -170,7 +169,7 @@ SWITCHES = {
 @KINDS
 @pytest.mark.parametrize("switch", SWITCHES, ids=list(SWITCHES))
 def test_diffusers_switches_reach_every_attention_and_keep_the_output(branch_type, switch):
-    components = tiny.make_sspir_components(branch_type=branch_type)
+    components = testing.make_sspir_components(branch_type=branch_type)
     unet, controlnet = components["unet"], components["controlnet"]
     expected = forward(unet, controlnet)
     apply, processors = SWITCHES[switch]
@@ -182,7 +181,7 @@ def test_diffusers_switches_reach_every_attention_and_keep_the_output(branch_typ
 
 @KINDS
 def test_fuse_then_unfuse_restores_the_processors(branch_type):
-    components = tiny.make_sspir_components(branch_type=branch_type)
+    components = testing.make_sspir_components(branch_type=branch_type)
     unet, controlnet = components["unet"], components["controlnet"]
     expected = forward(unet, controlnet)
     for model in (unet, controlnet):
@@ -197,8 +196,8 @@ def test_fuse_then_unfuse_restores_the_processors(branch_type):
 
 @KINDS
 def test_attn_processors_lists_sd_layers_and_branches(branch_type):
-    stock = tiny.make_stable_diffusion_components()["unet"]
-    unet = tiny.make_sspir_components(branch_type=branch_type)["unet"]
+    stock = testing.make_stable_diffusion_components()["unet"]
+    unet = testing.make_sspir_components(branch_type=branch_type)["unet"]
     assert set(stock.attn_processors) < set(unet.attn_processors)
     unet.set_attn_processor({name: SlicedAttnProcessor(1) for name in unet.attn_processors})
     assert processor_types(unet) == {"SlicedAttnProcessor"}
@@ -208,7 +207,7 @@ def test_attn_processors_lists_sd_layers_and_branches(branch_type):
 def test_no_log_output_per_forward(branch_type, caplog):
     from diffusers.utils import logging as diffusers_logging
 
-    components = tiny.make_sspir_components(branch_type=branch_type)
+    components = testing.make_sspir_components(branch_type=branch_type)
     diffusers_logging.enable_propagation()
     try:
         with caplog.at_level(logging.DEBUG):
@@ -222,7 +221,7 @@ def test_no_log_output_per_forward(branch_type, caplog):
 @pytest.mark.parametrize("name", ["unet", "controlnet"])
 def test_gradient_checkpointing_gives_the_same_gradients(branch_type, name):
     def gradients(checkpointing):
-        model = tiny.make_sspir_components(branch_type=branch_type)[name].train()
+        model = testing.make_sspir_components(branch_type=branch_type)[name].train()
         if checkpointing:
             model.enable_gradient_checkpointing()
         if name == "unet":
@@ -242,7 +241,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(branch_type, name):
 
 @KINDS
 def test_torch_compile_fullgraph_gives_the_same_output(branch_type):
-    components = tiny.make_sspir_components(branch_type=branch_type)
+    components = testing.make_sspir_components(branch_type=branch_type)
     unet, controlnet = components["unet"], components["controlnet"]
     expected = forward(unet, controlnet)
     for model in (unet, controlnet):

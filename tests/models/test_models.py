@@ -3,21 +3,26 @@
 import json
 
 import pytest
-import tiny
 import torch
 
-from diffusers_sspir import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
+from diffusers_sspir import (
+    ImageTokenRefiner,
+    SSPIRControlNetModel,
+    SSPIRUNet2DConditionModel,
+    StructureProcessor,
+    testing,
+)
 
 
 def unet_case():
-    model = tiny.make_sspir_components()["unet"]
+    model = testing.make_sspir_components()["unet"]
     x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     residuals = tuple(torch.randn(2, c, s, s) for c, s in ((8, 16), (8, 16), (8, 8), (16, 8)))
     inputs = dict(
         sample=x,
         timestep=torch.tensor(10),
         encoder_hidden_states=torch.randn(2, 7, 16),
-        image_embeds=torch.randn(2, 5, tiny.IMAGE_EMBED_DIM),
+        image_embeds=torch.randn(2, 5, testing.IMAGE_EMBED_DIM),
         down_block_additional_residuals=residuals,
         mid_block_additional_residual=torch.randn(2, 16, 8, 8),
     )
@@ -25,19 +30,19 @@ def unet_case():
 
 
 def controlnet_case():
-    model = tiny.make_sspir_components()["controlnet"]
+    model = testing.make_sspir_components()["controlnet"]
     inputs = dict(
         sample=torch.randn(2, 4, 16, 16),
         timestep=torch.tensor(10),
         encoder_hidden_states=torch.randn(2, 7, 16),
         controlnet_cond=torch.randn(2, 8, 16, 16),
-        image_embeds=torch.randn(2, 5, tiny.IMAGE_EMBED_DIM),
+        image_embeds=torch.randn(2, 5, testing.IMAGE_EMBED_DIM),
     )
     return model, inputs, lambda out: torch.cat([r.flatten() for r in out.down_block_res_samples])
 
 
 def structure_case():
-    model = tiny.make_sspir_components()["structure_processor"]
+    model = testing.make_sspir_components()["structure_processor"]
     return (
         model,
         dict(image=torch.rand(2, 3, 32, 24)),
@@ -119,11 +124,11 @@ def _cast(value, dtype):
 
 
 def test_stock_checkpoint_is_refused_with_a_pointer_to_from_stable_diffusion(tmp_path):
-    tiny.make_stable_diffusion_components()["unet"].save_pretrained(tmp_path)
+    testing.make_stable_diffusion_components()["unet"].save_pretrained(tmp_path)
     with pytest.raises(OSError, match="from_stable_diffusion"):
         SSPIRUNet2DConditionModel.from_pretrained(tmp_path)
     model, info = SSPIRUNet2DConditionModel.from_pretrained(
-        _saved(tiny.make_sspir_components()["unet"], tmp_path / "sspir"), output_loading_info=True
+        _saved(testing.make_sspir_components()["unet"], tmp_path / "sspir"), output_loading_info=True
     )
     assert not info["missing_keys"] and isinstance(model, SSPIRUNet2DConditionModel)
 

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-import tiny
 import torch
+
+from diffusers_sspir import testing
 
 from .test_pipeline_sspir import make_image, make_pipe
 
@@ -19,11 +20,11 @@ def restore(pipe, images, prompts, **kwargs):
                 output_type="np", **kwargs).images  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=tiny.BRANCH_TYPES)
+@pytest.fixture(scope="module", params=testing.BRANCH_TYPES)
 def pipe(request):
     pipe = make_pipe()
     if request.param == "attention":
-        pipe = type(pipe)(**tiny.make_sspir_components(branch_type="attention"))
+        pipe = type(pipe)(**testing.make_sspir_components(branch_type="attention"))
         pipe.set_progress_bar_config(disable=True)
     return pipe
 

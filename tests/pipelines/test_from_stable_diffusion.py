@@ -1,11 +1,10 @@
 """Building an untrained SSP-IR from a Stable Diffusion folder or pipeline: the start of every training run."""
 
 import pytest
-import tiny
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UniPCMultistepScheduler
 
-from diffusers_sspir import FixedCaptioner, SSPIRControlNetModel, SSPIRPipeline, SSPIRUNet2DConditionModel
+from diffusers_sspir import FixedCaptioner, SSPIRControlNetModel, SSPIRPipeline, SSPIRUNet2DConditionModel, testing
 from diffusers_sspir.models import is_branch_parameter
 
 from .test_pipeline_sspir import call_kwargs
@@ -13,7 +12,7 @@ from .test_pipeline_sspir import call_kwargs
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    return tiny.save_stable_diffusion(tmp_path_factory.mktemp("checkpoints"))
+    return testing.save_stable_diffusion(tmp_path_factory.mktemp("checkpoints"))
 
 
 def build(folders, **kwargs):
@@ -23,7 +22,7 @@ def build(folders, **kwargs):
     return pipe
 
 
-@pytest.mark.parametrize("branch_type", tiny.BRANCH_TYPES)
+@pytest.mark.parametrize("branch_type", testing.BRANCH_TYPES)
 def test_builds_from_folders_with_sd_weights_and_zero_branches(folders, branch_type):
     sd = folders[0]
     pipe = build(folders, branch_type=branch_type)
@@ -44,7 +43,7 @@ def test_builds_from_folders_with_sd_weights_and_zero_branches(folders, branch_t
     )
 
 
-@pytest.mark.parametrize("branch_type", tiny.BRANCH_TYPES)
+@pytest.mark.parametrize("branch_type", testing.BRANCH_TYPES)
 def test_untrained_model_denoises_exactly_like_stable_diffusion(folders, branch_type):
     sd = folders[0]
     pipe = build(folders, branch_type=branch_type)
@@ -63,7 +62,7 @@ def test_builds_from_a_loaded_pipeline_with_overrides(folders):
     sd, _, clip_folder = folders
     scheduler = UniPCMultistepScheduler.from_config(sd.scheduler.config)
     pipe = SSPIRPipeline.from_stable_diffusion(
-        sd, image_encoder=tiny.make_image_encoder(), feature_extractor=tiny.make_feature_extractor(),
+        sd, image_encoder=testing.make_image_encoder(), feature_extractor=testing.make_feature_extractor(),
         captioner=FixedCaptioner("a bridge"), image_embed_dim=12, scheduler=scheduler,
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
@@ -83,9 +82,9 @@ def test_untrained_pipeline_saves_and_loads(folders, tmp_path):
 def test_errors(folders):
     sd = folders[0]
     with pytest.raises(TypeError, match="unknown components"):
-        SSPIRPipeline.from_stable_diffusion(sd, image_encoder=tiny.make_image_encoder(), refiner=None)
+        SSPIRPipeline.from_stable_diffusion(sd, image_encoder=testing.make_image_encoder(), refiner=None)
     with pytest.raises(ValueError, match="`feature_extractor` is required"):
-        SSPIRPipeline.from_stable_diffusion(sd, image_encoder=tiny.make_image_encoder(), image_embed_dim=12)
+        SSPIRPipeline.from_stable_diffusion(sd, image_encoder=testing.make_image_encoder(), image_embed_dim=12)
 
 
 @pytest.mark.parametrize("keyword", ["dtype", "torch_dtype"])
@@ -99,10 +98,10 @@ def test_builds_in_the_requested_dtype(folders, keyword):
 
 def test_structure_processor_matches_a_vae_that_downsamples_4x(folders):
     sd = folders[0]
-    vae = AutoencoderKL(**{**tiny.VAE_CONFIG, "down_block_types": ("DownEncoderBlock2D",) * 3,
+    vae = AutoencoderKL(**{**testing.VAE_CONFIG, "down_block_types": ("DownEncoderBlock2D",) * 3,
                            "up_block_types": ("UpDecoderBlock2D",) * 3, "block_out_channels": (8, 8, 8)})  # fmt: skip
     pipe = SSPIRPipeline.from_stable_diffusion(
-        sd, image_encoder=tiny.make_image_encoder(), feature_extractor=tiny.make_feature_extractor(),
+        sd, image_encoder=testing.make_image_encoder(), feature_extractor=testing.make_feature_extractor(),
         image_embed_dim=12, vae=vae,
     )  # fmt: skip
     assert pipe.vae_scale_factor == 4
@@ -114,9 +113,9 @@ def test_structure_processor_matches_a_vae_that_downsamples_4x(folders):
 
 def test_a_vae_the_structure_processor_cannot_match_is_an_error(folders):
     sd = folders[0]
-    vae = AutoencoderKL(**{**tiny.VAE_CONFIG, "down_block_types": ("DownEncoderBlock2D",) * 5,
+    vae = AutoencoderKL(**{**testing.VAE_CONFIG, "down_block_types": ("DownEncoderBlock2D",) * 5,
                            "up_block_types": ("UpDecoderBlock2D",) * 5, "block_out_channels": (8,) * 5})  # fmt: skip
     with pytest.raises(ValueError, match="downsamples 16x"):
         SSPIRPipeline.from_stable_diffusion(
-            sd, image_encoder=tiny.make_image_encoder(), feature_extractor=tiny.make_feature_extractor(), vae=vae
+            sd, image_encoder=testing.make_image_encoder(), feature_extractor=testing.make_feature_extractor(), vae=vae
         )

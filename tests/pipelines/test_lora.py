@@ -149,17 +149,18 @@ def write_kohya_lora(unet, path, seed=0):
 @pytest.mark.parametrize("branch_type", ["transformer", "attention"])
 def test_stable_diffusion_kohya_lora_loads_into_the_sspir_unet(tmp_path, branch_type):
     """An SD-1.5 LoRA (kohya keys) changes an untrained SSP-IR UNet exactly as it changes Stable Diffusion's."""
-    import tiny
     from diffusers import StableDiffusionPipeline
 
-    sd_components = tiny.make_stable_diffusion_components()
+    from diffusers_sspir import testing
+
+    sd_components = testing.make_stable_diffusion_components()
     stock = StableDiffusionPipeline(
         **sd_components, safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False
     )
     unet = SSPIRUNet2DConditionModel.from_stable_diffusion_unet(
-        sd_components["unet"], branch_type=branch_type, image_embed_dim=tiny.IMAGE_EMBED_DIM
+        sd_components["unet"], branch_type=branch_type, image_embed_dim=testing.IMAGE_EMBED_DIM
     )
-    components = tiny.make_sspir_components(trained=False, branch_type=branch_type)
+    components = testing.make_sspir_components(trained=False, branch_type=branch_type)
     pipe = SSPIRPipeline(**{**components, "unet": unet})
     tensors = write_kohya_lora(stock.unet, tmp_path / "kohya.safetensors")
     assert len(tensors) > 10
@@ -176,7 +177,7 @@ def test_stable_diffusion_kohya_lora_loads_into_the_sspir_unet(tmp_path, branch_
         target.load_lora_weights(tmp_path, weight_name="kohya.safetensors")
     with torch.no_grad():
         expected = stock.unet(**inputs).sample
-        actual = pipe.unet(**inputs, image_embeds=torch.randn(1, 5, tiny.IMAGE_EMBED_DIM)).sample
+        actual = pipe.unet(**inputs, image_embeds=torch.randn(1, 5, testing.IMAGE_EMBED_DIM)).sample
     assert (expected - before).abs().max() > 1e-3  # the LoRA does something
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
 

@@ -1,5 +1,6 @@
 """Text encoder and tokenizer are optional: precomputed embeddings run without them, and the pipeline says what is
-missing otherwise (diffusers' `_optional_components`)."""
+missing otherwise (diffusers' `_optional_components`; saving and loading without them is
+`SSPIRPipelineTesterMixin.test_save_load_optional_components`)."""
 
 import numpy as np
 import pytest
@@ -42,17 +43,6 @@ def test_missing_text_encoder_is_named(embeds, kwargs):
     kwargs = {k: (embeds[0] if v == "positive" else v) for k, v in kwargs.items()}
     with pytest.raises(ValueError, match="no text_encoder and no tokenizer .* pass `prompt_embeds`"):
         pipe(**call_kwargs(**kwargs))
-
-
-def test_save_load_without_text_encoder(tmp_path, embeds):
-    positive, negative, expected = embeds
-    without_text_encoder(make_pipe()).save_pretrained(tmp_path)
-    assert not (tmp_path / "text_encoder").exists()
-    loaded = SSPIRPipeline.from_pretrained(tmp_path)
-    assert loaded.text_encoder is None and loaded.tokenizer is None
-    loaded.set_progress_bar_config(disable=True)
-    out = loaded(**call_kwargs(prompt_embeds=positive, negative_prompt_embeds=negative, guidance_scale=5.0)).images
-    np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
 def test_from_pretrained_with_text_encoder_none(tmp_path, embeds):

@@ -3,11 +3,10 @@ denoising loop never waits for the device (that last check needs CUDA)."""
 
 import numpy as np
 import pytest
-import tiny
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0, FusedAttnProcessor2_0
 
-from diffusers_sspir import SSPIRPipeline
+from diffusers_sspir import SSPIRPipeline, testing
 
 STEPS = 3
 # Fused projections and channels-last reorder float32 sums: the outputs agree to rounding, not bit for bit.
@@ -15,7 +14,7 @@ ATOL = 1e-5
 
 
 def make_pipe(seed=0) -> SSPIRPipeline:
-    pipe = SSPIRPipeline(**tiny.make_sspir_components(seed))
+    pipe = SSPIRPipeline(**testing.make_sspir_components(seed))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -1,22 +1,20 @@
 """SSPIRPipeline checks in the spirit of diffusers' PipelineTesterMixin, on tiny random components."""
 
-import inspect
-
 import numpy as np
 import PIL.Image
 import pytest
-import tiny
 import torch
 from diffusers import DiffusionPipeline
 
-from diffusers_sspir import FixedCaptioner, SSPIRPipeline, SSPIRPipelineOutput
+from diffusers_sspir import FixedCaptioner, SSPIRPipeline, SSPIRPipelineOutput, testing
 from diffusers_sspir.pipelines.pipeline_sspir import DEFAULT_ADDED_PROMPT
+from diffusers_sspir.testing import SSPIRPipelineTesterMixin
 
 STEPS = 2
 
 
 def make_pipe(seed=0, **kwargs) -> SSPIRPipeline:
-    pipe = SSPIRPipeline(**tiny.make_sspir_components(seed), **kwargs)
+    pipe = SSPIRPipeline(**testing.make_sspir_components(seed), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -32,6 +30,22 @@ def call_kwargs(**overrides):
     )  # fmt: skip
     kwargs.update(overrides)
     return kwargs
+
+
+class TestSSPIRPipeline(SSPIRPipelineTesterMixin):
+    """The pipeline's contract (`diffusers_sspir.testing.SSPIRPipelineTesterMixin`), on the paper's branches."""
+
+
+class TestSSPIRPipelineLightBranches(SSPIRPipelineTesterMixin):
+    """The same contract with the light branch kind."""
+
+    def get_dummy_components(self, seed: int = 0) -> dict:
+        return testing.make_sspir_components(seed, branch_type="attention")
+
+
+def test_saved_weights_are_safetensors(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    assert list(tmp_path.rglob("*.safetensors")) and not list(tmp_path.rglob("*.bin"))
 
 
 @pytest.fixture(scope="module")
@@ -56,34 +70,7 @@ def test_exact_output_size_for_odd_sizes(pipe, size, upscale, expected):
     assert out.images.shape[1:3] == expected
 
 
-def test_deterministic_with_generator(pipe):
-    first = pipe(**call_kwargs()).images
-    second = pipe(**call_kwargs()).images
-    np.testing.assert_array_equal(first, second)
-    other = pipe(**call_kwargs(generator=torch.Generator().manual_seed(1))).images
-    assert np.abs(first - other).max() > 1e-4
-
-
-def test_dict_and_tuple_outputs_are_equal(pipe):
-    out = pipe(**call_kwargs())
-    images, prompts, structure = pipe(**call_kwargs(), return_dict=False)
-    np.testing.assert_array_equal(out.images, images)
-    np.testing.assert_array_equal(out.structure_images, structure)
-    assert out.prompts == prompts
-
-
-def test_batch_equals_single(pipe):
-    images = [make_image(seed=0), make_image(seed=1)]
-    prompts = ["a red house", "a green tree"]
-    batched = pipe(**call_kwargs(
-        image=images, prompt=prompts, generator=[torch.Generator().manual_seed(s) for s in (0, 1)]
-    )).images  # fmt: skip
-    for i in range(2):
-        single = pipe(**call_kwargs(image=images[i], prompt=prompts[i], generator=torch.Generator().manual_seed(i)))
-        np.testing.assert_allclose(batched[i], single.images[0], atol=1e-4)
-
-
-def test_num_images_per_prompt(pipe):
+def test_num_images_per_prompt_repeats_prompts(pipe):
     out = pipe(**call_kwargs(image=[make_image(seed=0), make_image(seed=1)], num_images_per_prompt=3, prompt="a cat"))
     assert out.images.shape == (6, 18, 14, 3)
     assert out.structure_images.shape == (6, 18, 14, 3)
@@ -103,24 +90,6 @@ def test_output_types(pipe, output_type):
         assert out.structure_images is None
     else:
         assert out.images.shape == (1, 18, 14, 3)
-
-
-def test_components_match_the_constructor(pipe):
-    init_params = inspect.signature(SSPIRPipeline.__init__).parameters
-    expected = {name for name, p in init_params.items() if name != "self" and p.default is inspect.Parameter.empty}
-    assert set(pipe.components) == expected
-    SSPIRPipeline(**pipe.components)  # components round-trip into the constructor
-
-
-def test_save_load_equality(pipe, tmp_path):
-    expected = pipe(**call_kwargs()).images
-    pipe.save_pretrained(tmp_path)
-    assert not list(tmp_path.rglob("*.bin")), "weights must be saved as safetensors"
-    loaded = SSPIRPipeline.from_pretrained(tmp_path)
-    loaded.set_progress_bar_config(disable=True)
-    for name, component in pipe.components.items():
-        assert type(loaded.components[name]) is type(component), name
-    np.testing.assert_array_equal(loaded(**call_kwargs()).images, expected)
 
 
 def test_optional_captioner_survives_save_load(tmp_path):
@@ -160,13 +129,6 @@ def test_missing_component_error_names_component_and_folder(pipe, tmp_path):
     assert str(tmp_path) in str(error.value)
 
 
-def test_to_dtype(tmp_path):
-    pipe = make_pipe().to(torch.bfloat16)
-    assert pipe.unet.dtype == torch.bfloat16 and pipe.controlnet.dtype == torch.bfloat16
-    out = pipe(**call_kwargs(output_type="pt"))
-    assert out.images.dtype == torch.float32 and torch.isfinite(out.images).all()
-
-
 def test_classifier_free_guidance_on_and_off():
     pipe = make_pipe()
     calls = []
@@ -185,7 +147,7 @@ def test_callback_receives_tensors_and_can_change_latents(pipe):
     def callback(p, step, timestep, tensors):
         seen.append((step, sorted(tensors)))
         assert tensors["latents"].shape == (1, 4, 3, 2)
-        assert tensors["image_embeds"].shape[-1] == tiny.IMAGE_EMBED_DIM
+        assert tensors["image_embeds"].shape[-1] == testing.IMAGE_EMBED_DIM
         return {"latents": torch.zeros_like(tensors["latents"])}
 
     out = pipe(**call_kwargs(

@@ -2,9 +2,9 @@
 
 import numpy as np
 from PIL import Image
-from tiny import make_sspir_components, save_stable_diffusion
 
 from diffusers_sspir import SSPIRPipeline
+from diffusers_sspir.testing import make_sspir_components, save_stable_diffusion
 
 RESOLUTION = 64
 

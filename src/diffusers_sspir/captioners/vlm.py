@@ -8,8 +8,6 @@ import torch
 from diffusers.utils import logging
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from ..compat import quiet_image_processor_fallback
-
 logger = logging.get_logger(__name__)
 
 DEFAULT_CAPTION_PROMPT = (
@@ -151,7 +149,6 @@ class VLMCaptioner:
                 f"with a `generate` method, got {type(model).__name__}."
             )
         if isinstance(processor, (str, os.PathLike)):
-            quiet_image_processor_fallback()
             processor = AutoProcessor.from_pretrained(os.fspath(processor))
         if not callable(processor):
             raise TypeError(

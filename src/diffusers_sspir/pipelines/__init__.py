@@ -1,8 +1,4 @@
-from ..compat import quiet_image_processor_fallback
-
-quiet_image_processor_fallback()  # before the pipeline module imports transformers' CLIPImageProcessor
-
-from .pipeline_sspir import (  # noqa: E402
+from .pipeline_sspir import (
     DEFAULT_ADDED_PROMPT,
     DEFAULT_NEGATIVE_PROMPT,
     SSPIRPipeline,
