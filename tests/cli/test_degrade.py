@@ -110,3 +110,20 @@ def test_an_interrupted_write_leaves_no_partial_file(sspir, tmp_path, monkeypatc
     run = sspir("degrade", tmp_path / "hq", "-o", tmp_path / "pairs")
     assert run.code == 130
     assert sorted((tmp_path / "pairs").rglob("*")) == [tmp_path / "pairs" / "gt", tmp_path / "pairs" / "lq"]
+
+
+def test_gt_usm_writes_the_sharpened_ground_truth_and_its_degradation(sspir, tmp_path):
+    import torch
+
+    from diffusers_sspir.data.degradations import RealESRGANDegradation, usm_sharpen
+
+    source = write_image(tmp_path / "hq" / "a.png", 48, 48)
+    run = sspir("degrade", tmp_path / "hq", "-o", tmp_path / "pairs", "--gt-usm", "--seed", 2)
+    assert run.code == 0 and "made 1" in run.out
+    original = torch.from_numpy(read(source).copy()).permute(2, 0, 1)[None].float() / 255
+    sharpened = (usm_sharpen(original)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(read(tmp_path / "pairs" / "gt" / "a.png"), sharpened)
+    assert not np.array_equal(sharpened, read(source))
+    lq = RealESRGANDegradation()(usm_sharpen(original), generator=torch.Generator().manual_seed(image_seed(2, "a")))
+    np.testing.assert_array_equal(read(tmp_path / "pairs" / "lq" / "a.png"),
+                                  (lq[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())  # fmt: skip

@@ -22,6 +22,7 @@ from diffusers_sspir.data.degradations import (
     generalized_gaussian_kernel,
     plateau_kernel,
     random_mixed_kernels,
+    usm_sharpen,
 )
 
 # Everything off except the resizes (area only) and JPEG at quality 100, which cannot be switched off.
@@ -454,3 +455,48 @@ def test_docstring_example_runs():
     namespace = {}
     exec(compile(code, "RealESRGANDegradation.__doc__", "exec"), namespace)
     assert namespace["lq"].shape == (2, 3, 16, 16)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Unsharp masking of the ground truth (Real-ESRGAN's gt_usm)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _usm_reference(image: np.ndarray, weight=0.5, size=51, threshold=10) -> np.ndarray:
+    """basicsr's USMSharp in numpy/scipy: OpenCV's Gaussian for (51, sigma 0), mirrored borders."""
+    from scipy.ndimage import correlate
+
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    x = np.arange(size) - (size - 1) / 2
+    line = np.exp(-(x**2) / (2 * sigma**2))
+    kernel = np.outer(line, line) / line.sum() ** 2
+    blur = np.stack([correlate(c, kernel, mode="mirror") for c in image])
+    residual = image - blur
+    mask = (np.abs(residual) * 255 > threshold).astype(np.float64)
+    soft = np.stack([correlate(c, kernel, mode="mirror") for c in mask])
+    sharp = np.clip(image + weight * residual, 0, 1)
+    return soft * sharp + (1 - soft) * image
+
+
+def test_usm_sharpen_is_realesrgans():
+    pytest.importorskip("scipy")
+    image = _smooth(1, 64, 80)[0].double() * 0.6 + 0.4 * (_texture(1, 64, 80)[0].double() > 0.5)
+    expected = _usm_reference(image.numpy())
+    np.testing.assert_allclose(usm_sharpen(image[None])[0].numpy(), expected, atol=1e-9)
+    flat = torch.full((1, 3, 40, 40), 0.3)
+    torch.testing.assert_close(usm_sharpen(flat), flat)  # no detail, nothing to sharpen
+    assert _high_frequency_energy(usm_sharpen(image[None].float())) > 1.2 * _high_frequency_energy(image[None].float())
+
+
+def test_gt_usm_pairs_learn_and_degrade_the_sharpened_image():
+    gt = _smooth(2, 64, 64) * 0.5 + 0.5 * _texture(1, 64, 64)
+    plain = RealESRGANDegradation()
+    target, lq = plain.degrade_pair(gt, generator=_generator(4))
+    assert target is gt and torch.equal(lq, plain(gt, generator=_generator(4)))
+    sharpening = RealESRGANDegradation(RealESRGANDegradationConfig(gt_usm=True))
+    target, lq = sharpening.degrade_pair(gt, generator=_generator(4))
+    torch.testing.assert_close(target, usm_sharpen(gt))
+    assert torch.equal(lq, plain(target, generator=_generator(4)))
+    assert RealESRGANDegradationConfig.from_dict({"gt_usm": True}).gt_usm
+    with pytest.raises(ValueError, match="`gt_usm` must be true or false"):
+        RealESRGANDegradationConfig(gt_usm="yes")

@@ -40,6 +40,11 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--seed", type=_common.seed, default=0, metavar="N", help="seed of the whole set (default: 0)")
     parser.add_argument("--crop", type=_common.positive_int, metavar="SIZE", help="centre crop SIZE x SIZE first")
     parser.add_argument(
+        "--gt-usm", action="store_true",
+        help="unsharp-mask the ground truth first (Real-ESRGAN's gt_usm): gt/ gets the sharpened image, lq/ its "
+        "degradation",
+    )  # fmt: skip
+    parser.add_argument(
         "--device", type=_common.device_name, default="cpu", metavar="DEVICE",
         help="where to degrade: cpu, cuda, cuda:N, mps or auto (default: cpu)",
     )  # fmt: skip
@@ -82,7 +87,9 @@ def degrade_one(degradation: Any, path: Path, outputs: dict[str, Path], args: ar
     gt = crop_ground_truth(read_rgb8(path), args.crop, args.scale)
     batch = torch.from_numpy(np.array(gt)).permute(2, 0, 1)[None].to(device, torch.float32) / 255
     generator = torch.Generator().manual_seed(image_seed(args.seed, path.stem))
-    lq = degradation(batch, generator=generator)
+    target, lq = degradation.degrade_pair(batch, generator=generator)
+    if degradation.config.gt_usm:
+        gt = (target[0].permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
     lq = (lq[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     for kind, array in (("gt", gt), ("lq", lq)):
         if args.overwrite or not outputs[kind].exists():
@@ -116,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         from ..data.degradations import RealESRGANDegradation, RealESRGANDegradationConfig
 
         try:
-            degradation = RealESRGANDegradation(RealESRGANDegradationConfig(scale=args.scale))
+            degradation = RealESRGANDegradation(RealESRGANDegradationConfig(scale=args.scale, gt_usm=args.gt_usm))
         except ValueError as error:
             raise CLIError(f"--scale {args.scale}: {one_line(error)}") from None
         device = _common.resolve_device(args.device)

@@ -100,6 +100,12 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     data.add_argument(
         "--degradation_config", help="JSON file of RealESRGANDegradationConfig fields to override (HQ-only data)."
     )
+    data.add_argument(
+        "--gt_usm",
+        action="store_true",
+        help="Unsharp-mask the ground truth before degrading it and train towards the sharpened image (Real-ESRNet's "
+        "gt_usm; HQ-only data).",
+    )
     data.add_argument("--dataloader_num_workers", type=int, default=0)
 
     train = parser.add_argument_group("optimisation")

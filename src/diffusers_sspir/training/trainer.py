@@ -139,6 +139,8 @@ def load_degradation_config(args: argparse.Namespace) -> RealESRGANDegradationCo
             raise ValueError("must hold a JSON object of degradation fields.")
         if overrides.get("scale", args.scale) != args.scale:
             raise ValueError(f"sets scale {overrides['scale']} but --scale is {args.scale}: make them agree.")
+    if getattr(args, "gt_usm", False):
+        overrides["gt_usm"] = True
     return RealESRGANDegradationConfig.from_dict({**overrides, "scale": args.scale})
 
 
@@ -158,8 +160,10 @@ def make_dataset(args: argparse.Namespace) -> tuple[PairedImageFolder, RealESRGA
         message = str(error).replace('pass `on_problem="skip"`', "pass --skip_bad_files")
         raise TrainingSetupError(f"--train_data_dir: {message}") from None
     if dataset.has_lq:
-        if args.degradation_config:
-            logger.warning(f"--degradation_config is not used: {args.train_data_dir} has lq/ images to train on.")
+        if args.degradation_config or getattr(args, "gt_usm", False):
+            logger.warning(
+                f"--degradation_config / --gt_usm are not used: {args.train_data_dir} has lq/ images to train on."
+            )
         return dataset, None
     try:
         return dataset, RealESRGANDegradation(load_degradation_config(args))
@@ -210,8 +214,8 @@ class LossComputer:
         high_quality = batch["gt"].to(device, torch.float32)
         with torch.no_grad():
             low_quality = batch["lq"].to(device, torch.float32) if "lq" in batch else None
-            if low_quality is None:
-                low_quality = self.degradation(high_quality, generator=generator)
+            if low_quality is None:  # the target is unsharp-masked first when the degradation config says gt_usm
+                high_quality, low_quality = self.degradation.degrade_pair(high_quality, generator=generator)
             upscaled = upscale_bicubic(low_quality, high_quality.shape[-2:])  # as the pipeline does before every prior
             posterior = pipe.vae.encode((high_quality * 2 - 1).to(self.weight_dtype)).latent_dist
             latents = posterior.mean.float() + posterior.std.float() * randn(posterior.mean.shape, generator, device)
