@@ -52,26 +52,38 @@ def run_case(side: int, tile: int | None) -> dict:
 
 
 def plot(results: list[dict], path: Path) -> None:
+    """Two panels: the memory each restoration adds (log-log), and the same per output pixel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    figure, (absolute, per_pixel) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     mib = 2**20
-    for tile, style, label in ((None, "o-", "whole image"), (512, "s-", "tile_size=512")):
-        rows = [r for r in results if r["tile_size"] == tile]
-        if rows:
-            axis.plot([r["side"] for r in rows], [r["added"] / mib for r in rows], style, label=f"{label}: measured")
-            axis.plot([r["side"] for r in rows], [r["estimate"] / mib for r in rows], style[0] + ":", alpha=0.6,
-                      label=f"{label}: the pipeline's estimate")  # fmt: skip
     sides = sorted({r["side"] for r in results})
-    axis.plot(sides, [3 * s * s * 4 / mib for s in sides], "k--", alpha=0.5, label="the output itself (float32)")
-    axis.set(xscale="log", yscale="log", xlabel="output side (pixels)", ylabel="memory added by the restoration (MiB)",
-             title="Peak RSS of one restoration, bundled model, CPU")  # fmt: skip
-    axis.set_xticks(sides, [f"{s}²" for s in sides])
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8)
+    for tile, style, label, color in ((None, "o-", "whole image", "C0"), (512, "s-", "tile_size=512", "C2")):
+        rows = [r for r in results if r["tile_size"] == tile]
+        if not rows:
+            continue
+        x = [r["side"] for r in rows]
+        absolute.plot(x, [r["added"] / mib for r in rows], style, color=color, label=f"{label}: measured")
+        absolute.plot(x, [r["estimate"] / mib for r in rows], style[0] + ":", color=color, alpha=0.5,
+                      label=f"{label}: the pipeline's estimate")  # fmt: skip
+        per_pixel.plot(x, [r["added"] / r["side"] ** 2 for r in rows], style, color=color, label=f"{label}: measured")
+    absolute.plot(sides, [3 * s * s * 4 / mib for s in sides], "k--", alpha=0.5, label="the output itself (float32)")
+    per_pixel.axhline(12, color="k", linestyle="--", alpha=0.5, label="one float32 RGB copy of the output (12 B)")
+    absolute.set(xscale="log", yscale="log", ylabel="memory added by the restoration (MiB)",
+                 title="Peak RSS added by one restoration")  # fmt: skip
+    per_pixel.set(xscale="log", ylim=(0, None), ylabel="bytes per output pixel",
+                  title="The same per output pixel")  # fmt: skip
+    for axis in (absolute, per_pixel):
+        axis.set_xticks(sides, [f"{s}²" for s in sides])
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.set_xlabel("output size (pixels)")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("Bundled model on the CPU, one step, no guidance (benchmarks/bench_memory.py)", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -84,12 +96,13 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, default=512)
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     parser.add_argument("--plot", type=Path, help="draw them (needs matplotlib)")
+    parser.add_argument("--from-json", type=Path, help="draw (and print) the results of an earlier run, run nothing")
     args = parser.parse_args()
-    results = []
-    for side in args.untiled:
-        results.append(run_case(side, None))
-    for side in args.tiled:
-        results.append(run_case(side, args.tile_size))
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())["results"]
+    else:
+        results = [run_case(side, None) for side in args.untiled]
+        results += [run_case(side, args.tile_size) for side in args.tiled]
     mib = 2**20
     print("| output | tiling | added peak RSS | estimate | output (float32) | time |")
     print("|---|---|---|---|---|---|")
@@ -97,7 +110,7 @@ def main() -> None:
         tiling = r["tile_size"] or "none"
         print(f"| {r['side']}² | {tiling} | {r['added'] / mib:.0f} MiB | {r['estimate'] / mib:.0f} MiB "
               f"| {r['output_float32'] / mib:.0f} MiB | {r['seconds']:.1f} s |")  # fmt: skip
-    if args.out:
+    if args.out and not args.from_json:
         machine = dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version())
         args.out.write_text(json.dumps(dict(machine=machine, results=results), indent=2) + "\n")
     if args.plot:
