@@ -35,7 +35,23 @@ RANGES = {
     "guidance_scale": (0, 100),
     "conditioning_scale": (0, 10),
     "eta": (0, 1),
+    "strength": (0, 1),
+    "restoration_guidance_scale": (0, 1),
+    "restoration_guidance_decay": (0, 20),
     "learning_rate": (0, 1),
+}
+# Settings that must be > their lowest value, not >= it.
+POSITIVE_SETTINGS = ("upscale", "strength", "learning_rate")
+
+# What `SSPIRPipeline.__call__` does for the settings a call leaves out, unless the pipeline carries its own
+# (`recommended_settings`, saved in model_index.json): the paper's sampling, without fidelity controls.
+CALL_DEFAULTS = {
+    "num_inference_steps": 50,
+    "guidance_scale": 7.5,
+    "conditioning_scale": 1.0,
+    "strength": 1.0,
+    "restoration_guidance_scale": 0.0,
+    "restoration_guidance_decay": 4.0,
 }
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 

@@ -4,7 +4,7 @@ module: each raises `ValueError` naming the argument, the value and what is acce
 import math
 import numbers
 
-from .defaults import MAX_SEED, RANGES
+from .defaults import MAX_SEED, POSITIVE_SETTINGS, RANGES
 
 
 def is_number(value) -> bool:
@@ -46,7 +46,7 @@ def check_finite(
 def check_setting(name: str, value) -> float:
     """`value` checked against the range of setting `name` in `diffusers_sspir.defaults.RANGES`."""
     low, high = RANGES[name]
-    if name in ("upscale", "learning_rate"):
+    if name in POSITIVE_SETTINGS:
         return check_finite(name, value, above=low, maximum=high)
     return check_finite(name, value, minimum=low, maximum=high)
 

@@ -97,11 +97,13 @@ def test_options_reach_the_pipeline(sspir, model_dir, tmp_path, monkeypatch):
     run = sspir("restore", str(tmp_path / "*.png"), "-o", tmp_path / "out", "--model", model_dir, *FAST,
                 "--scheduler", "DPM++2M-Karras", "--guidance-scale", 1, "--prompt", "", "--negative-prompt", "noise",
                 "--color-fix", "none", "--tile-size", 64, "--tile-overlap", 16, "--save-caption",
-                "--captioner", "fixed:a cat")  # fmt: skip
+                "--captioner", "fixed:a cat", "--strength", 0.5, "--restoration-guidance", 0.3,
+                "--restoration-guidance-decay", 2)  # fmt: skip
     assert run.code == 0, run.err
     assert seen["scheduler"] == "DPMSolverMultistepScheduler" and seen["karras"] is True
     expected = dict(upscale=2.0, num_inference_steps=2, guidance_scale=1.0, added_prompt="", negative_prompt="noise",
-                    color_fix=None, tile_size=64, tile_overlap=16)  # fmt: skip
+                    color_fix=None, tile_size=64, tile_overlap=16, strength=0.5, restoration_guidance_scale=0.3,
+                    restoration_guidance_decay=2.0)  # fmt: skip
     assert {key: seen[key] for key in expected} == expected
     assert (tmp_path / "out" / "a.txt").read_text() == "a cat"
     assert image.is_file()
@@ -209,6 +211,16 @@ def test_scheduler_names_keep_the_saved_clipping():
     assert ddim.config.clip_sample and ddim.config.clip_sample_range == 2.0 and not ddim.config.set_alpha_to_one
     assert make_scheduler("pndm", saved).config.set_alpha_to_one is False
     assert make_scheduler("euler", saved).config.steps_offset == 1
+
+
+def test_settings_left_out_are_the_models_recommended_ones(sspir, model_dir, tmp_path, monkeypatch):
+    seen = {}
+    original = pipeline_sspir.SSPIRPipeline.__call__
+    spy = lambda pipe, image, **kwargs: seen.update(kwargs) or original(pipe, image, **kwargs)  # noqa: E731
+    monkeypatch.setattr(pipeline_sspir.SSPIRPipeline, "__call__", spy)
+    run = sspir("restore", write_image(tmp_path / "a.png"), "-o", tmp_path / "out", "--model", model_dir, "--steps", 1)
+    assert run.code == 0, run.err
+    assert seen["guidance_scale"] is None and seen["strength"] is None and seen["restoration_guidance_scale"] is None
 
 
 def test_help_restates_the_pipeline_defaults():

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..captioners.spec import CAPTIONER_SPEC_HELP
-from ..defaults import DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT
+from ..defaults import CALL_DEFAULTS, DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT
 from ..validation import check_tiling
 from . import _common
 from ._common import CLIError, echo, one_line
@@ -75,16 +75,30 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--upscale", type=_common.setting("upscale"), default=4, metavar="X", help="output size factor (default: 4)"
     )
+    recommended = "default: the model's recommended setting, else {}"
     parser.add_argument(
-        "--steps", type=_common.positive_int, default=50, metavar="N", help="denoising steps (default: 50)"
-    )
+        "--steps", type=_common.positive_int, metavar="N",
+        help=f"denoising steps ({recommended.format(CALL_DEFAULTS['num_inference_steps'])})",
+    )  # fmt: skip
     parser.add_argument(
-        "--guidance-scale",
-        type=_common.setting("guidance_scale"),
-        default=7.5,
-        metavar="SCALE",
-        help="classifier-free guidance; <= 1 turns it off (default: 7.5)",
-    )
+        "--guidance-scale", type=_common.setting("guidance_scale"), metavar="SCALE",
+        help=f"classifier-free guidance; <= 1 turns it off ({recommended.format(CALL_DEFAULTS['guidance_scale'])})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--strength", type=_common.setting("strength"), metavar="S",
+        help="fidelity: in (0, 1], run only the last part of the schedule from the noised upscaled input; lower "
+        f"keeps more of the input ({recommended.format(CALL_DEFAULTS['strength'])})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--restoration-guidance", type=_common.setting("restoration_guidance_scale"), metavar="W",
+        help="fidelity: in [0, 1], pull every step's clean prediction towards the structure prior, strongest at "
+        f"high noise (SUPIR) ({recommended.format(CALL_DEFAULTS['restoration_guidance_scale'])})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--restoration-guidance-decay", type=_common.setting("restoration_guidance_decay"), metavar="TAU",
+        help="how fast that pull fades as the noise falls; 0: the same at every step "
+        f"({recommended.format(CALL_DEFAULTS['restoration_guidance_decay'])})",
+    )  # fmt: skip
     parser.add_argument(
         "--scheduler", action=SchedulerAction, metavar="NAME", help="sampler by short name; 'list' shows them"
     )
@@ -237,8 +251,11 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
     result = pipe(
         low_quality,
         upscale=args.upscale,
-        num_inference_steps=args.steps,
+        num_inference_steps=args.steps,  # None: the model's recommended setting
         guidance_scale=args.guidance_scale,
+        strength=args.strength,
+        restoration_guidance_scale=args.restoration_guidance,
+        restoration_guidance_decay=args.restoration_guidance_decay,
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
         color_fix=None if args.color_fix == "none" else args.color_fix,

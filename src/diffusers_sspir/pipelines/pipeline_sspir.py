@@ -33,7 +33,7 @@ from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPV
 
 from ..captioners import Captioner
 from ..compat import muted_log_messages
-from ..defaults import DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT, UNSUPPORTED_SCHEDULERS
+from ..defaults import CALL_DEFAULTS, DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT, UNSUPPORTED_SCHEDULERS
 from ..image_ops import (
     COLOR_FIX_METHODS,
     apply_color_fix,
@@ -46,7 +46,7 @@ from ..image_ops import (
 from ..memory import available_memory, format_bytes, memory_check_skipped
 from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
-from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS
+from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS, StructureProcessorOutput
 from ..validation import check_integer, check_setting, check_tiling
 
 logger = logging.get_logger(__name__)
@@ -165,8 +165,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         image_refiner: ImageTokenRefiner,
         scheduler: KarrasDiffusionSchedulers,
         captioner: Captioner | None = None,
+        recommended_settings: dict[str, Any] | None = None,
     ):
         super().__init__()
+        self.register_to_config(recommended_settings=self.check_recommended_settings(recommended_settings))
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,
@@ -182,6 +184,38 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         self.captioner = captioner
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 8
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    # ------------------------------------------------------------------ recommended settings
+
+    @staticmethod
+    def check_recommended_settings(settings: dict[str, Any] | None) -> dict[str, Any] | None:
+        """`settings` if every key is a setting of `CALL_DEFAULTS` with a value in its range, else a `ValueError`."""
+        if settings is None:
+            return None
+        if not isinstance(settings, dict):
+            raise ValueError(f"`recommended_settings` must be a dict of call settings, got {type(settings).__name__}.")
+        unknown = sorted(set(settings) - set(CALL_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"`recommended_settings` has unknown settings {unknown}; accepted: {sorted(CALL_DEFAULTS)}."
+            )
+        for name, value in settings.items():
+            if name == "num_inference_steps":
+                check_integer(name, value, minimum=1)
+            else:
+                check_setting(name, value)
+        return dict(settings)
+
+    @property
+    def recommended_settings(self) -> dict[str, Any]:
+        r"""
+        The call settings this pipeline uses for the arguments a call leaves out: the library's defaults
+        (`diffusers_sspir.defaults.CALL_DEFAULTS`: 50 steps, guidance 7.5, no fidelity controls) updated with the
+        model's own, saved in `model_index.json` (`SSPIRPipeline(..., recommended_settings={...})`, or
+        `pipe.register_to_config(recommended_settings=...)` before `save_pretrained`). The bundled model, whose
+        text path is inert, recommends sampling without classifier-free guidance and with fewer steps.
+        """
+        return {**CALL_DEFAULTS, **(self.config.get("recommended_settings") or {})}
 
     # ------------------------------------------------------------------ building and loading
 
@@ -476,6 +510,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         generator: torch.Generator | list[torch.Generator] | None,
         callback_on_step_end_tensor_inputs: list[str] | None,
         eta: float = 0.0,
+        strength: float = 1.0,
+        restoration_guidance_scale: float = 0.0,
+        restoration_guidance_decay: float = 4.0,
     ) -> None:
         scheduler = type(self.scheduler).__name__
         if scheduler in UNSUPPORTED_SCHEDULERS:
@@ -491,12 +528,29 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 "different sizes in separate calls."
             )
         for name, value in (("upscale", upscale), ("guidance_scale", guidance_scale), ("eta", eta),
-                            ("conditioning_scale", conditioning_scale)):  # fmt: skip
+                            ("conditioning_scale", conditioning_scale), ("strength", strength),
+                            ("restoration_guidance_scale", restoration_guidance_scale),
+                            ("restoration_guidance_decay", restoration_guidance_decay)):  # fmt: skip
             check_setting(name, value)
+        if strength < 1 and start_point != "lr":
+            raise ValueError(
+                f"`strength`={strength} needs `start_point='lr'` (it starts from the noised upscaled input part of "
+                f"the way through the schedule), got start_point={start_point!r}."
+            )
+        if restoration_guidance_scale > 0 and getattr(self.scheduler, "alphas_cumprod", None) is None:
+            raise ValueError(
+                f"`restoration_guidance_scale` needs a scheduler with a discrete noise schedule (`alphas_cumprod`); "
+                f"{scheduler} has none."
+            )
         height, width = next(iter(sizes))
         if round(height * upscale) < 1 or round(width * upscale) < 1:
             raise ValueError(f"`upscale`={upscale} turns the {height}x{width} input into an empty image.")
         check_integer("num_inference_steps", num_inference_steps, minimum=1)
+        if int(num_inference_steps * strength) < 1:
+            raise ValueError(
+                f"`strength`={strength} of {num_inference_steps} steps runs no step (int(steps x strength) = 0); "
+                "raise `strength` or `num_inference_steps`."
+            )
         check_integer("num_images_per_prompt", num_images_per_prompt, minimum=1)
         if start_point not in START_POINTS:
             raise ValueError(f"`start_point` must be one of {START_POINTS}, got {start_point!r}.")
@@ -942,6 +996,81 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             return
         self.scheduler.noise_sampler_seed = None if generator is None else draw_seed(generator)
 
+    def get_timesteps(self, num_inference_steps: int, strength: float) -> tuple[torch.Tensor, int]:
+        r"""
+        The timesteps a call runs and their number of steps: the last `int(num_inference_steps * strength)` steps of
+        the scheduler's schedule, as diffusers' img2img pipelines take them; the scheduler's begin index is set to
+        the first of them (which also spares schedulers with a step index their device-side search for it).
+        """
+        run = min(int(num_inference_steps * strength), num_inference_steps)
+        start = (num_inference_steps - run) * self.scheduler.order
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(start)
+        return self.scheduler.timesteps[start:], run
+
+    def encode_structure_reference(
+        self, structure: StructureProcessorOutput, size: tuple[int, int], num_images_per_prompt: int
+    ) -> torch.Tensor:
+        """The target of restoration guidance: the VAE latent (mode, scaled) of the structure processor's RGB image
+        at the padded output size, one per output image."""
+        rgb = F.interpolate(structure.rgb[0].float(), size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+        encoded = self.vae.encode(rgb.to(self.vae.dtype) * 2 - 1).latent_dist.mode() * self.vae.config.scaling_factor
+        return encoded.to(self.unet.dtype).repeat_interleave(num_images_per_prompt, dim=0)
+
+    def guide_towards(
+        self,
+        noise_pred: torch.Tensor,
+        latents: torch.Tensor,
+        reference: torch.Tensor,
+        timestep: torch.Tensor,
+        scale: float,
+        decay: float,
+    ) -> torch.Tensor:
+        r"""
+        Restoration guidance (SUPIR's restoration-guided sampling) for one step: the model output, changed so that
+        the clean latent it predicts, `x0`, becomes `x0 + w (reference - x0)`, with
+        `w = scale * (sigma_t / sigma_max) ** decay` (`sigma = sqrt((1 - alpha_bar) / alpha_bar)`; `sigma_max` of the
+        last training timestep). Works in the scheduler's own terms: variance-preserving schedulers (DDIM, DPM-Solver,
+        UniPC, ...) read `alpha_bar` from `alphas_cumprod[t]`; schedulers whose latents carry sigma (Euler, Heun,
+        LMS, ...) from `sigmas[step_index]`. Every prediction type (`epsilon`, `v_prediction`, `sample`).
+
+        Args:
+            noise_pred (`torch.Tensor`): the (guided) model output for `latents` at `timestep`.
+            latents (`torch.Tensor`): the latents of this step, before the scheduler's input scaling.
+            reference (`torch.Tensor`): the target clean latent, as [`encode_structure_reference`] gives it.
+            timestep (`torch.Tensor`): the scheduler's timestep of this step (on the CPU).
+            scale (`float`): the pull at `sigma_max`, in `[0, 1]`.
+            decay (`float`): how fast the pull fades with the noise level.
+        """
+        scheduler = self.scheduler
+        alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
+        sigma_max = ((1 - alphas_cumprod[-1]) / alphas_cumprod[-1]).sqrt()
+        if float(scheduler.init_noise_sigma) > 1:  # latents carry sigma: x = x0 + sigma * eps
+            index = scheduler.step_index if scheduler.step_index is not None else 0
+            sigma = scheduler.sigmas[index].to(torch.float64).cpu()
+            alpha_bar = 1 / (1 + sigma**2)
+        else:
+            alpha_bar = alphas_cumprod[int(timestep)]
+            sigma = ((1 - alpha_bar) / alpha_bar).sqrt()
+        weight = min(float(scale * (sigma / sigma_max) ** decay), 1.0)
+        a, b = float(alpha_bar.sqrt()), float((1 - alpha_bar).sqrt())
+        dtype = noise_pred.dtype
+        x = latents.float() * (a if float(scheduler.init_noise_sigma) > 1 else 1.0)  # in variance-preserving terms
+        output = noise_pred.float()
+        kind = scheduler.config.get("prediction_type", "epsilon")
+        if kind == "epsilon":
+            x0 = (x - b * output) / a
+        elif kind == "v_prediction":
+            x0 = a * x - b * output
+        elif kind == "sample":
+            x0 = output
+        else:
+            raise ValueError(f"Restoration guidance does not know the prediction type {kind!r}.")
+        x0 = x0 + weight * (reference.float() - x0)
+        epsilon = (x - a * x0) / b
+        guided = {"epsilon": epsilon, "v_prediction": a * epsilon - b * x0, "sample": x0}[kind]
+        return guided.to(dtype)
+
     def prepare_latents(
         self,
         image: torch.Tensor,
@@ -1084,9 +1213,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         negative_prompt: str | list[str] | None = DEFAULT_NEGATIVE_PROMPT,
         added_prompt: str | None = DEFAULT_ADDED_PROMPT,
         upscale: float = 4,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        conditioning_scale: float = 1.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        conditioning_scale: float | None = None,
+        strength: float | None = None,
+        restoration_guidance_scale: float | None = None,
+        restoration_guidance_decay: float | None = None,
         start_point: str = "lr",
         num_images_per_prompt: int = 1,
         eta: float = 0.0,
@@ -1122,9 +1254,26 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 Appended to every prompt; `None` or `""` to disable.
             upscale (`float`, defaults to 4):
                 Output size = round(input size × upscale), exactly, whatever the divisibility of the input.
-            num_inference_steps (`int`, defaults to 50): denoising steps.
-            guidance_scale (`float`, defaults to 7.5): text classifier-free guidance; `<= 1` disables it.
-            conditioning_scale (`float`, defaults to 1.0): scale of the ControlNet residuals.
+            num_inference_steps (`int`, *optional*): denoising steps of the whole schedule (`strength` runs a part
+                of it). The settings marked *recommended* default to [`~SSPIRPipeline.recommended_settings`]: the
+                model's own when it carries them, else 50 steps, guidance 7.5, conditioning 1.0, strength 1.0, no
+                restoration guidance.
+            guidance_scale (`float`, *optional*, recommended): text classifier-free guidance; `<= 1` disables it
+                (and halves the work: one model evaluation per step instead of two).
+            conditioning_scale (`float`, *optional*, recommended): scale of the ControlNet residuals.
+            strength (`float`, *optional*, recommended): in `(0, 1]`, as in diffusers' img2img pipelines: the
+                LR-embedded start is noised to the timestep `strength` of the way through the schedule and only
+                the last `int(num_inference_steps * strength)` steps run (the first of them exactly, per
+                scheduler). Lower keeps more of the upscaled input: more fidelity, less generated detail. `1.0`
+                runs the whole schedule. Needs `start_point="lr"`.
+            restoration_guidance_scale (`float`, *optional*, recommended): in `[0, 1]`, SUPIR's restoration-guided
+                sampling towards the structure prior: at each step the prediction of the clean latent `x0` is
+                pulled towards the VAE latent of the structure processor's image `z`, `x0 + w (z - x0)` with
+                `w = restoration_guidance_scale * (sigma_t / sigma_max) ** restoration_guidance_decay`, strongest
+                at high noise. `0` (the default) turns it off. Works with every supported scheduler, with tiling,
+                batches and callbacks.
+            restoration_guidance_decay (`float`, *optional*, recommended): in `[0, 20]`, how fast the pull fades
+                as the noise falls (SUPIR's `restore_cfg`, 4 by default); `0` pulls equally at every step.
             start_point (`str`, defaults to `"lr"`):
                 `"lr"`: start from the upscaled image's latent noised to the scheduler's first timestep;
                 `"noise"`: start from pure noise.
@@ -1169,12 +1318,22 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
 
         images = to_tensor_batch(image, argument_name="image")
+        given = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                     conditioning_scale=conditioning_scale, strength=strength,
+                     restoration_guidance_scale=restoration_guidance_scale,
+                     restoration_guidance_decay=restoration_guidance_decay)  # fmt: skip
+        settings = {**self.recommended_settings, **{k: v for k, v in given.items() if v is not None}}
+        num_inference_steps, guidance_scale = settings["num_inference_steps"], settings["guidance_scale"]
+        conditioning_scale, strength = settings["conditioning_scale"], settings["strength"]
+        restoration_guidance_scale = settings["restoration_guidance_scale"]
+        restoration_guidance_decay = settings["restoration_guidance_decay"]
         if tile_size is not None and tile_overlap is None:
             tile_overlap = tile_size // 4 // self.vae_scale_factor * self.vae_scale_factor
         self.check_inputs(
             images, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, upscale, num_inference_steps,
             num_images_per_prompt, guidance_scale, conditioning_scale, start_point, color_fix, tile_size,
-            tile_overlap, output_type, generator, callback_on_step_end_tensor_inputs, eta,
+            tile_overlap, output_type, generator, callback_on_step_end_tensor_inputs, eta, strength,
+            restoration_guidance_scale, restoration_guidance_decay,
         )  # fmt: skip
         num_inference_steps, num_images_per_prompt = int(num_inference_steps), int(num_images_per_prompt)
         self._guidance_scale = guidance_scale
@@ -1220,28 +1379,30 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         # 3. Timesteps and starting latents.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         self.seed_scheduler_noise(generator)
-        if hasattr(self.scheduler, "set_begin_index"):
-            # The loop starts at the first timestep; without a begin index such schedulers search for it on the
-            # device (a host-device sync) at the first step, and `add_noise` does the same.
-            self.scheduler.set_begin_index(0)
-        timesteps = self.scheduler.timesteps
+        timesteps, steps_run = self.get_timesteps(num_inference_steps, strength)
         with self.vae_tiling(tiled):
             latents = self.prepare_latents(
                 padded, num_images_per_prompt, timesteps[:1], start_point, generator, latents, dtype
             )
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        reference_latents = None
+        if restoration_guidance_scale > 0:
+            with self.vae_tiling(tiled):
+                reference_latents = self.encode_structure_reference(
+                    structure, padded.shape[-2:], num_images_per_prompt
+                )
         latent_tile = tile_size // self.vae_scale_factor if tiled else None
         latent_overlap = (tile_overlap or 0) // self.vae_scale_factor
 
         # 4. Denoising loop. The models get each timestep on the device, the scheduler a copy on the CPU: schedulers
         # index their CPU tables with it (DDIM: `alphas_cumprod[t]`), which for a device tensor means a host-device
         # sync at every step. Nothing else in the loop reads a device value on the host.
-        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        num_warmup_steps = len(timesteps) - steps_run * self.scheduler.order
         self._num_timesteps = len(timesteps)
         scheduler_timesteps = timesteps.cpu()
         # The first step whose latents are not finite (-1: none), kept on the device and read once after the loop.
         first_bad_step = torch.full((), -1, device=latents.device)
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
+        with self.progress_bar(total=steps_run) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     continue
@@ -1255,6 +1416,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 if self.do_classifier_free_guidance:
                     noise_uncond, noise_text = noise_pred.chunk(2)
                     noise_pred = noise_uncond + self.guidance_scale * (noise_text - noise_uncond)
+                if reference_latents is not None:
+                    noise_pred = self.guide_towards(
+                        noise_pred, latents, reference_latents, scheduler_timesteps[i],
+                        restoration_guidance_scale, restoration_guidance_decay,
+                    )  # fmt: skip
                 latents = self.scheduler.step(
                     noise_pred, scheduler_timesteps[i], latents, **extra_step_kwargs, return_dict=False
                 )[0]
