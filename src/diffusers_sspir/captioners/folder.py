@@ -90,7 +90,7 @@ def caption_folder(
         overwrite (`bool`, defaults to `False`): caption again images that already have a caption.
         generator_seed (`int`, *optional*): passed to every call of a captioner that accepts it, for reproducible
             sampling.
-        progress (`bool`, defaults to `True`): show a progress bar over the images.
+        progress (`bool`, defaults to `True`): show a progress bar over the images (on a terminal only).
 
     Returns:
         [`CaptionFolderResult`]: what was captioned, skipped and failed.
@@ -119,7 +119,7 @@ def caption_folder(
     if generator_seed is not None and "generator_seed" in inspect.signature(captioner).parameters:
         kwargs["generator_seed"] = generator_seed
 
-    with tqdm(total=len(todo), unit="image", desc="captioning", disable=not progress) as bar:
+    with tqdm(total=len(todo), unit="image", desc="captioning", disable=None if progress else True) as bar:
         for start in range(0, len(todo), batch_size):
             batch, images = [], []
             for path in todo[start : start + batch_size]:

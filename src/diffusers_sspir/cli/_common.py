@@ -367,7 +367,7 @@ def run_each(
 
         make = start()
         claimed_elsewhere = []
-        for path, outputs in tqdm(todo.items(), desc=desc, unit="image", position=0):
+        for path, outputs in tqdm(todo.items(), desc=desc, unit="image", position=0, disable=None):
             primary = next(iter(outputs.values()))
             primary.parent.mkdir(parents=True, exist_ok=True)
             with claim(primary) as mine:

@@ -208,7 +208,9 @@ def run(args: argparse.Namespace) -> int:
     columns = [column for name in builtin for column in BUILTIN_METRICS[name]] + pyiqa_names
 
     rows, failed = {}, {}
-    for stem, (pred_path, gt_path) in tqdm(sorted(pairs.items()), desc="evaluating", unit="pair", leave=False):
+    for stem, (pred_path, gt_path) in tqdm(
+        sorted(pairs.items()), desc="evaluating", unit="pair", leave=False, disable=None
+    ):
         try:
             rows[stem] = evaluate_pair(pred_path, gt_path, builtin, pyiqa_metrics, args.crop_border)
         except Exception as error:  # one bad pair does not stop the others

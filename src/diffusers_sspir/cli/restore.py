@@ -199,7 +199,8 @@ def load_pipeline(args: argparse.Namespace) -> Any:
         pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
     pipe.to(device)
     pipe.captioner = _common.load_captioner_spec(args)
-    pipe.set_progress_bar_config(desc="denoising", leave=False, position=1)
+    # disable=None: bars on a terminal only, so that logs and pipes get no progress-bar lines
+    pipe.set_progress_bar_config(desc="denoising", leave=False, position=1, disable=None)
     return pipe
 
 
