@@ -23,13 +23,15 @@ def load(name: str):
     return module
 
 
-def fake_mate_photos(folder: Path, prepare) -> None:
-    """Random smooth JPEGs under the file names the recipe expects, big enough for its crops once halved."""
+def fake_debian_photos(folder: Path, prepare) -> None:
+    """Random smooth JPEGs under the package paths the recipe expects, big enough for its crops once downscaled."""
     rng = np.random.default_rng(0)
-    for relative in (*prepare.TRAIN_MATE, *prepare.HOLDOUT_MATE):
-        path = folder / relative
+    for photo in prepare.PHOTOS:
+        if photo.source == "skimage":
+            continue
+        path = folder / photo.source / photo.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        size = (1800, 1320) if "LadyBird" in relative else (600, 540)
+        size = (1800, 1320) if photo.name == "LadyBird" else (720, 560)
         small = PIL.Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8))
         small.resize(size, PIL.Image.Resampling.BICUBIC).save(path, quality=90)
 
@@ -39,17 +41,25 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     pytest.importorskip("skimage", reason="the recipe's data include scikit-image's bundled photos")
     prepare = load("prepare_data")
     work = tmp_path / "work"
-    with pytest.raises(SystemExit, match="12 photos missing"):  # checked before anything is written
-        prepare.main(["--mate_dir", str(tmp_path / "mate"), "--output_dir", str(work / "data")])
+    debian = tmp_path / "debian"
+    with pytest.raises(SystemExit, match="37 photos missing .* pass --fetch"):  # checked before anything is written
+        prepare.main(["--debian_dir", str(debian), "--output_dir", str(work / "data")])
     assert not (work / "data").exists()
-    fake_mate_photos(tmp_path / "mate", prepare)
-    prepare.main(["--mate_dir", str(tmp_path / "mate"), "--output_dir", str(work / "data")])
+    fake_debian_photos(debian, prepare)
+    prepare.main(["--debian_dir", str(debian), "--output_dir", str(work / "data")])
     with pytest.raises(SystemExit, match="--overwrite"):
-        prepare.main(["--mate_dir", str(tmp_path / "mate"), "--output_dir", str(work / "data")])
-    assert len(list((work / "data" / "train").iterdir())) == len(prepare.TRAIN_MATE) + len(prepare.TRAIN_SKIMAGE)
+        prepare.main(["--debian_dir", str(debian), "--output_dir", str(work / "data")])
+    splits = {split: [p for p in prepare.PHOTOS if p.split == split] for split in ("train", "validation", "holdout")}
+    assert len(list((work / "data" / "train").iterdir())) == len(splits["train"]) == 31
     holdout = sorted((work / "data" / "holdout" / "gt").iterdir())
-    assert len(holdout) == 16 and all(PIL.Image.open(path).size == (256, 256) for path in holdout)
+    assert len(holdout) == sum(p.grid[0] * p.grid[1] for p in splits["holdout"]) == 22
+    assert all(PIL.Image.open(path).size == (256, 256) for path in holdout)
+    assert len(list((work / "data" / "validation" / "gt").iterdir())) == 14
     assert PIL.Image.open(work / "data" / "sample" / "gt" / "ladybird.png").size == (512, 512)
+    names = {p.name for p in prepare.PHOTOS}
+    assert len(names) == len(prepare.PHOTOS)  # photos are split by photo: no photo in two splits
+    listed = (work / "data" / "photos.tsv").read_text().splitlines()
+    assert len(listed) == 1 + len(prepare.PHOTOS) and all(len(row.split("\t")) == 5 for row in listed)
 
     load("train_vae").main(["--train_dir", str(work / "data" / "train"), "--output_dir", str(work / "vae"),
                             "--steps", "2", "--batch_size", "2", "--resolution", "32"])  # fmt: skip

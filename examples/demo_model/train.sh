@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The whole recipe of the bundled demo model (docs/demo_model.md), from the photos to the package folder.
 #
-#   apt-get install mate-backgrounds      # Debian's wallpaper photos (or: apt-get download + dpkg-deb -x)
-#   bash examples/demo_model/train.sh     # WORK=demo_work MATE_DIR=/usr/share/backgrounds/mate by default
+#   bash examples/demo_model/train.sh     # WORK=demo_work by default; fetches Debian's wallpaper packages itself
 #
 # Each step is skipped when its output exists, so running it again continues where it stopped (the SSP-IR step
 # resumes from its latest checkpoint). The shipped weights were made by exactly these commands on a 2-core CPU
@@ -11,10 +10,13 @@
 set -euo pipefail
 
 WORK=${WORK:-demo_work}
-MATE_DIR=${MATE_DIR:-/usr/share/backgrounds/mate}
 HERE=$(dirname "$0")
 
-[ -f "$WORK/data/sample/gt/ladybird.png" ] || python "$HERE/prepare_data.py" --mate_dir "$MATE_DIR" --output_dir "$WORK/data"
+if [ ! -f "$WORK/data/photos.tsv" ]; then
+    fetch=--fetch
+    [ -d "$WORK/debian/plasma-workspace-wallpapers" ] && fetch=
+    python "$HERE/prepare_data.py" $fetch --debian_dir "$WORK/debian" --output_dir "$WORK/data"
+fi
 [ -f "$WORK/vae/config.json" ] || python "$HERE/train_vae.py" --train_dir "$WORK/data/train" --output_dir "$WORK/vae"
 [ -f "$WORK/base/sd/model_index.json" ] || python "$HERE/build_components.py" --vae "$WORK/vae" --output_dir "$WORK/base"
 if [ ! -f "$WORK/sspir/model_index.json" ]; then
