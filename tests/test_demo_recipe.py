@@ -3,6 +3,7 @@ photos, and ends in a pipeline folder that loads and restores: the recipe that m
 working."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,16 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     with pytest.raises(SystemExit, match="no pipeline"):  # --overwrite never deletes a folder that is not a model
         export.main([str(work / "sspir"), "--output_dir", str(work / "data"), "--overwrite"])
     assert not any("_name_or_path" in path.read_text() for path in (work / "exported").rglob("*.json"))
+
+    load("fidelity").main(["--data_dir", str(work / "data"), "--output_dir", str(work / "fidelity"), "--model",
+                           str(work / "exported"), "--steps", "5", "--crops", "1"])  # fmt: skip
+    curves = json.loads((work / "fidelity" / "fidelity.json").read_text())
+    assert len(curves["guidance"]) == 6 and len(curves["strength"]) == 5 and curves["crops"] == 1
+    assert PIL.Image.open(work / "fidelity" / "fidelity.png").size[0] > 500
+    assert PIL.Image.open(work / "fidelity" / "strip.png").size == (
+        9 * 256,
+        256 + PIL.Image.open(work / "fidelity" / "strip.png").size[1] - 256,
+    )
 
     pipe = SSPIRPipeline.from_pretrained(work / "exported")
     pipe.set_progress_bar_config(disable=True)

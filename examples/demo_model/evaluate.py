@@ -2,9 +2,10 @@
 
     python examples/demo_model/evaluate.py --data_dir demo_work/data --output_dir demo_work/eval
 
-1. `sspir degrade` makes x4 Real-ESRGAN LQ inputs of the 16 held-out crops (seed 0);
+1. `sspir degrade` makes x4 Real-ESRGAN LQ inputs of the 22 held-out crops (seed 0; `--split validation` for the
+   validation crops instead);
 2. the same LQ inputs upscaled with bicubic (the pipeline's own `upscale_bicubic`): the baseline;
-3. `sspir restore` with its default settings (and `--save-structure`) restores them;
+3. `sspir restore` with its default settings (the model's recommended ones; and `--save-structure`) restores them;
 4. `sspir evaluate` scores bicubic, the structure prior and the restoration against the ground truth.
 
 Writes `results.md` (the mean table and the per-crop PSNR-Y), the `metrics_*.json` of each row, and `comparison.png`
@@ -62,11 +63,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data_dir", type=Path, required=True, help="The --output_dir of prepare_data.py.")
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--model", help="An SSP-IR pipeline folder (default: the bundled demo model).")
+    parser.add_argument("--split", choices=("holdout", "validation"), default="holdout")
+    parser.add_argument("--label", default="SSP-IR demo", help="The restoration's name in the table and figure.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--figure_crops", nargs="+", default=["LadyBird_00.png", "Dune_01.png", "coffee_00.png"])
+    parser.add_argument("--figure_crops", nargs="+", help="(default: held-out LadyBird_00, Dune_01, coffee_00, "
+                        "picosdeeuropa_00, EveningGlow_01; the first three of another split)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="Redo everything in a non-empty --output_dir.")
     args = parser.parse_args(argv)
-    holdout = args.data_dir / "holdout" / "gt"
+    holdout = args.data_dir / args.split / "gt"
+    if args.figure_crops is None:
+        default = ["LadyBird_00.png", "Dune_01.png", "coffee_00.png", "picosdeeuropa_00.png", "EveningGlow_01.png"]
+        args.figure_crops = default if args.split == "holdout" else [p.name for p in list_images(holdout)[:3]]
     unknown = [name for name in args.figure_crops if not (holdout / name).is_file()]
     if unknown:
         parser.error(f"--figure_crops {unknown}: not in {holdout}")
@@ -87,21 +94,23 @@ def main(argv: list[str] | None = None) -> None:
         run("evaluate", "--pred", folder, "--gt", pairs / "gt", "--output", prefix, "--overwrite")
         results[row] = json.loads(prefix.with_suffix(".json").read_text())
 
-    means = {row: results[row]["mean"] for row in ROWS}
+    rows = {**ROWS, "restored": args.label}
+    means = {row: results[row]["mean"] for row in rows}
     lines = ["| method | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for row, label in ROWS.items():
+    for row, label in rows.items():
         lines.append(f"| {label} | " + " | ".join(f"{means[row][m]:.4f}" for m in METRICS) + " |")
     gain = means["restored"]["psnr_y"] - means["bicubic"]["psnr_y"]
-    lines += ["", f"PSNR-Y gain of SSP-IR demo over bicubic: {gain:+.2f} dB", ""]
-    lines += ["| crop | bicubic PSNR-Y | structure prior PSNR-Y | SSP-IR demo PSNR-Y |", "|---|---|---|---|"]
+    ssim_gain = means["restored"]["ssim_y"] - means["bicubic"]["ssim_y"]
+    lines += ["", f"{args.label} - bicubic: {gain:+.2f} dB PSNR-Y, {ssim_gain:+.4f} SSIM-Y", ""]
+    lines += [f"| crop | bicubic PSNR-Y | structure prior PSNR-Y | {args.label} PSNR-Y |", "|---|---|---|---|"]
     for name in results["bicubic"]["images"]:
-        values = [results[row]["images"][name]["psnr_y"] for row in ROWS]
+        values = [results[row]["images"][name]["psnr_y"] for row in rows]
         lines.append(f"| {name} | " + " | ".join(f"{value:.2f}" for value in values) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
     columns = [("LQ (x4 nearest)", pairs / "lq"), ("bicubic", out / "bicubic")]
-    columns += [("structure prior", folders["structure"]), ("SSP-IR demo", out / "restored")]
+    columns += [("structure prior", folders["structure"]), (args.label, out / "restored")]
     columns += [("ground truth", pairs / "gt")]
     figure(columns, args.figure_crops, out / "comparison.png")
     print(f"wrote {out / 'results.md'} and {out / 'comparison.png'}")

@@ -18,7 +18,7 @@ import torch
 
 from diffusers_sspir import SSPIRPipeline
 
-SIZE_LIMIT_MB = 30
+SIZE_LIMIT_MB = 40
 PACKAGE_FOLDER = Path(__file__).resolve().parents[2] / "src" / "diffusers_sspir" / "demo_model"
 # Loader bookkeeping that save_pretrained copies into the configs: where the run was read from on this machine.
 LOCAL_KEYS = ("_name_or_path", "is_local", "local_files_only")
@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path, help="The --output_dir of examples/train_sspir.py.")
     parser.add_argument("--output_dir", type=Path, default=PACKAGE_FOLDER, help="(default: the package's folder)")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing model in --output_dir.")
+    parser.add_argument(
+        "--recommended_settings", type=json.loads, metavar="JSON",
+        help="the call settings chosen on the validation crops, saved in model_index.json (SSPIRPipeline's "
+        "recommended_settings), e.g. '{\"guidance_scale\": 1.0, \"num_inference_steps\": 20}'",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.output_dir.exists():
@@ -77,6 +82,11 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(f"error: {args.output_dir} already holds a model; pass --overwrite to replace it")
     args.output_dir.parent.mkdir(parents=True, exist_ok=True)
     pipe = SSPIRPipeline.from_pretrained(args.run_dir, dtype=torch.float32)
+    if args.recommended_settings is not None:
+        try:
+            pipe.register_to_config(recommended_settings=pipe.check_recommended_settings(args.recommended_settings))
+        except ValueError as error:
+            sys.exit(f"error: --recommended_settings: {error}")
     with tempfile.TemporaryDirectory(dir=args.output_dir.parent) as staging:
         staged = Path(staging) / "model"
         pipe.save_pretrained(staged)

@@ -5,7 +5,7 @@ fidelity control's value, as a plot and an image strip (docs/usage.md shows them
 
 1. `sspir degrade --seed 0` makes x4 LQ inputs of the split's crops (validation by default: every decision is made
    there; the held-out crops are scored once, by evaluate.py);
-2. the pipeline restores them once per setting: `restoration_guidance_scale` from 0 to 1 (decay 4, SUPIR's), and
+2. the pipeline restores them once per setting: `restoration_guidance_scale` from 0 to 1 (at `--decay`), and
    `strength` from 1 down to 0.2, the other control at its off value; everything else at the model's recommended
    settings unless given (`--steps`, `--guidance_scale`), seed 0;
 3. each result is scored with BasicSR's PSNR-Y and SSIM-Y (4-pixel border) and with a no-reference sharpness proxy:
@@ -64,7 +64,8 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    for axis, (control, label) in zip(axes, (("guidance", "restoration_guidance_scale"), ("strength", "strength"))):
+    guidance_label = f"restoration_guidance_scale (decay {results['decay']:g})"
+    for axis, (control, label) in zip(axes, (("guidance", guidance_label), ("strength", "strength"))):
         rows = results[control]
         x = [row["value"] for row in rows]
         axis.plot(x, [row["psnr_y"] for row in rows], "o-", color="C0", label="PSNR-Y (dB), left axis")
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="An SSP-IR pipeline folder (default: the bundled demo model).")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the model's recommended)")
     parser.add_argument("--guidance_scale", type=float, help="classifier-free guidance (default: recommended)")
+    parser.add_argument("--decay", type=float, default=1.0, help="restoration_guidance_decay of the guidance sweep")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crops", type=int, help="only the first N crops (a quick look; the docs use all)")
     parser.add_argument("--strip_crop", default=None, help="the crop of the image strip (default: the first)")
     args = parser.parse_args(argv)
     gt_dir = args.data_dir / args.split / "gt"
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = args.output_dir / "pairs"
     if sspir(["degrade", str(gt_dir), "-o", str(pairs), "--scale", "4", "--seed", str(args.seed)]):
         sys.exit("error: sspir degrade failed")
-    names = [path.name for path in list_images(pairs / "lq")]
+    names = [path.name for path in list_images(pairs / "lq")][: args.crops]
     lq = [read_rgb8(pairs / "lq" / name) for name in names]
     truths = [read_rgb8(pairs / "gt" / name) for name in names]
     pipe = SSPIRPipeline.from_pretrained(args.model or demo_model_path())
@@ -127,14 +130,14 @@ def main(argv: list[str] | None = None) -> None:
         tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
         upscaled = upscale_bicubic(tensor, truth.shape[:2])[0].permute(1, 2, 0)
         bicubic.append((upscaled * 255).round().byte().numpy())
-    results = {"model": args.model or "bundled demo model", "crops": len(names), "settings": base,
+    results = {"model": args.model or "bundled demo model", "crops": len(names), "settings": base, "decay": args.decay,
                "bicubic": score(bicubic, truths)}  # fmt: skip
     strip_index = names.index(args.strip_crop) if args.strip_crop else 0
     columns = [("bicubic", bicubic[strip_index])]
     results["guidance"], results["strength"] = [], []
     for value in GUIDANCE:
-        images, structures = restore(pipe, lq, {**base, "restoration_guidance_scale": value, "strength": 1.0},
-                                     args.seed)  # fmt: skip
+        settings = {**base, "restoration_guidance_scale": value, "restoration_guidance_decay": args.decay}
+        images, structures = restore(pipe, lq, {**settings, "strength": 1.0}, args.seed)
         results["guidance"].append({"value": value, **score(images, truths)})
         columns.append((f"guidance {value:g}", images[strip_index]))
         if value == 0.0:
