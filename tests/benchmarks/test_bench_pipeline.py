@@ -100,6 +100,6 @@ def test_arguments_are_checked():
 def test_a_size_in_both_whole_and_tiled_lists_is_refused():
     completed = subprocess.run(
         [sys.executable, str(SCRIPT), "--size", "tiny", "--device", "cpu", "--resolutions", "128", "--tiled", "128"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert completed.returncode == 2 and "in both --resolutions and --tiled" in completed.stderr
