@@ -33,7 +33,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--captioner", help="a vision-language model folder or Hub id (LLaVA, Qwen2-VL, ...)")
     parser.add_argument("--prompt", help="describe the image yourself instead of captioning it")
     parser.add_argument("--upscale", type=float, default=4)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the model's recommended setting)")
     parser.add_argument("--tile-size", type=int, default=None, help="tile size in output pixels for large outputs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
