@@ -59,6 +59,10 @@ class SchedulerAction(argparse.Action):
         setattr(namespace, self.dest, name)
 
 
+def _recommended(name: str) -> str:
+    return f"the model's recommended setting, else {CALL_DEFAULTS[name]}"
+
+
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "restore", parents=parents, help="restore (and upscale) images with an SSP-IR pipeline",
@@ -75,30 +79,22 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--upscale", type=_common.setting("upscale"), default=4, metavar="X", help="output size factor (default: 4)"
     )
-    recommended = "default: the model's recommended setting, else {}"
     parser.add_argument(
         "--steps", type=_common.positive_int, metavar="N",
-        help=f"denoising steps ({recommended.format(CALL_DEFAULTS['num_inference_steps'])})",
+        help=f"denoising steps (default: {_recommended('num_inference_steps')})",
     )  # fmt: skip
-    parser.add_argument(
-        "--guidance-scale", type=_common.setting("guidance_scale"), metavar="SCALE",
-        help=f"classifier-free guidance; <= 1 turns it off ({recommended.format(CALL_DEFAULTS['guidance_scale'])})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--strength", type=_common.setting("strength"), metavar="S",
-        help="fidelity: in (0, 1], run only the last part of the schedule from the noised upscaled input; lower "
-        f"keeps more of the input ({recommended.format(CALL_DEFAULTS['strength'])})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--restoration-guidance", type=_common.setting("restoration_guidance_scale"), metavar="W",
-        help="fidelity: in [0, 1], pull every step's clean prediction towards the structure prior, strongest at "
-        f"high noise (SUPIR) ({recommended.format(CALL_DEFAULTS['restoration_guidance_scale'])})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--restoration-guidance-decay", type=_common.setting("restoration_guidance_decay"), metavar="TAU",
-        help="how fast that pull fades as the noise falls; 0: the same at every step "
-        f"({recommended.format(CALL_DEFAULTS['restoration_guidance_decay'])})",
-    )  # fmt: skip
+    # The settings a model may recommend (SSPIRPipeline.recommended_settings): left out, the model's apply.
+    for flag, name, metavar, text in (
+        ("--guidance-scale", "guidance_scale", "SCALE", "classifier-free guidance; <= 1 turns it off"),
+        ("--strength", "strength", "S", "fidelity: in (0, 1], run only the last part of the schedule from the "
+         "noised upscaled input; lower keeps more of the input"),
+        ("--restoration-guidance", "restoration_guidance_scale", "W", "fidelity: in [0, 1], pull every step's "
+         "clean prediction towards the structure prior, strongest at high noise (SUPIR)"),
+        ("--restoration-guidance-decay", "restoration_guidance_decay", "TAU", "how fast that pull fades as the "
+         "noise falls; 0: the same at every step"),
+    ):  # fmt: skip
+        help_text = f"{text} (default: {_recommended(name)})"
+        parser.add_argument(flag, dest=name, type=_common.setting(name), metavar=metavar, help=help_text)
     parser.add_argument(
         "--scheduler", action=SchedulerAction, metavar="NAME", help="sampler by short name; 'list' shows them"
     )
@@ -255,7 +251,7 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
         num_inference_steps=args.steps,  # None: the model's recommended setting
         guidance_scale=args.guidance_scale,
         strength=args.strength,
-        restoration_guidance_scale=args.restoration_guidance,
+        restoration_guidance_scale=args.restoration_guidance_scale,
         restoration_guidance_decay=args.restoration_guidance_decay,
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
