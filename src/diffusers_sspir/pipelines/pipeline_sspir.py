@@ -1014,8 +1014,12 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         """The target of restoration guidance: the VAE latent (mode, scaled) of the structure processor's RGB image
         at the padded output size, one per output image."""
         rgb = F.interpolate(structure.rgb[0].float(), size=size, mode="bilinear", align_corners=False).clamp(0, 1)
-        encoded = self.vae.encode(rgb.to(self.vae.dtype) * 2 - 1).latent_dist.mode() * self.vae.config.scaling_factor
-        return encoded.to(self.unet.dtype).repeat_interleave(num_images_per_prompt, dim=0)
+        return self.encode_latents(rgb).to(self.unet.dtype).repeat_interleave(num_images_per_prompt, dim=0)
+
+    def encode_latents(self, image: torch.Tensor) -> torch.Tensor:
+        """The VAE latent (the posterior's mode, scaled by the VAE's `scaling_factor`) of `[0, 1]` images."""
+        encoded = self.vae.encode(image.to(device=self._execution_device, dtype=self.vae.dtype) * 2 - 1)
+        return encoded.latent_dist.mode() * self.vae.config.scaling_factor
 
     def guide_towards(
         self,
@@ -1045,7 +1049,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         scheduler = self.scheduler
         alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
         sigma_max = ((1 - alphas_cumprod[-1]) / alphas_cumprod[-1]).sqrt()
-        if float(scheduler.init_noise_sigma) > 1:  # latents carry sigma: x = x0 + sigma * eps
+        carries_sigma = float(scheduler.init_noise_sigma) > 1  # latents carry sigma: x = x0 + sigma * eps
+        if carries_sigma:
             index = scheduler.step_index if scheduler.step_index is not None else 0
             sigma = scheduler.sigmas[index].to(torch.float64).cpu()
             alpha_bar = 1 / (1 + sigma**2)
@@ -1055,7 +1060,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         weight = min(float(scale * (sigma / sigma_max) ** decay), 1.0)
         a, b = float(alpha_bar.sqrt()), float((1 - alpha_bar).sqrt())
         dtype = noise_pred.dtype
-        x = latents.float() * (a if float(scheduler.init_noise_sigma) > 1 else 1.0)  # in variance-preserving terms
+        x = latents.float() * (a if carries_sigma else 1.0)  # in variance-preserving terms
         output = noise_pred.float()
         kind = scheduler.config.get("prediction_type", "epsilon")
         if kind == "epsilon":
@@ -1096,8 +1101,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         noise = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
         if start_point == "noise":
             return noise * self.scheduler.init_noise_sigma
-        encoded = self.vae.encode(image.to(device=device, dtype=self.vae.dtype) * 2 - 1).latent_dist.mode()
-        encoded = (encoded * self.vae.config.scaling_factor).to(dtype).repeat_interleave(num_images_per_prompt, dim=0)
+        encoded = self.encode_latents(image).to(dtype).repeat_interleave(num_images_per_prompt, dim=0)
         return self.scheduler.add_noise(encoded, noise, timestep.repeat(batch))
 
     @contextlib.contextmanager
