@@ -3,6 +3,8 @@ and resumes after an interruption exactly where it stopped."""
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -165,17 +167,57 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path, sd):
     assert progress == {"global_step": 2, "epoch": 0, "batches_in_epoch": 3}
 
 
+HANG_SECONDS = 180  # 15 s on a 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid`, children first (Linux /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def test_two_processes_train_with_distributed_data_parallel(tmp_path, sd):
-    """The script under `torchrun` (what `accelerate launch --multi_gpu` runs), on two CPU processes (gloo)."""
+    """The script under `torchrun` (what `accelerate launch --multi_gpu` runs), on two CPU processes (gloo).
+
+    The processes talk over the loopback interface on a free port: gloo otherwise binds to the address the host name
+    resolves to, which on some machines is not reachable, and the ranks wait for each other forever. If they hang
+    anyway, every process prints where it is (faulthandler, on SIGABRT) before the test fails."""
     data = make_hq_folder(tmp_path / "data", count=4)
     output = tmp_path / "run"
     script = Path(__file__).parents[2] / "examples" / "train_sspir.py"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), *sd,
+    command = [sys.executable, "-X", "faulthandler", "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), *sd,
                *common_args(data, output, steps=2)]  # fmt: skip
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "2 processes, 2 batches per epoch per process" in completed.stderr
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "PYTHONFAULTHANDLER": "1"}  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+    try:
+        _, stderr = process.communicate(timeout=HANG_SECONDS)
+    except subprocess.TimeoutExpired:
+        for pid in [*descendants(process.pid), process.pid]:  # the ranks run in sessions of their own
+            os.kill(pid, signal.SIGABRT)  # faulthandler prints every thread's stack
+        _, stderr = process.communicate()
+        pytest.fail(f"two-process training hung for {HANG_SECONDS} s; where each process was:\n{stderr[-6000:]}")
+    assert process.returncode == 0, stderr[-3000:]
+    assert "2 processes, 2 batches per epoch per process" in stderr
     assert (output / "checkpoint-2" / "state.json").is_file()
     SSPIRPipeline.from_pretrained(output)
 
