@@ -23,7 +23,7 @@ from diffusers_sspir.training.arguments import FULL, parse_args
 from diffusers_sspir.training.train_sspir import build, main
 from diffusers_sspir.training.trainer import LossComputer
 
-from .helpers import RESOLUTION, common_args, make_hq_folder, make_paired_folder, sd_args, smooth_image
+from .helpers import RESOLUTION, common_args, make_hq_folder, make_paired_folder, save_sspir, sd_args, smooth_image
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +220,40 @@ def test_two_processes_train_with_distributed_data_parallel(tmp_path, sd):
     assert "2 processes, 2 batches per epoch per process" in stderr
     assert (output / "checkpoint-2" / "state.json").is_file()
     SSPIRPipeline.from_pretrained(output)
+
+
+def test_a_full_resolution_restorer_is_added_to_a_saved_model_at_identity_and_trains(tmp_path):
+    start = tmp_path / "start"
+    save_sspir(start)
+    data = make_hq_folder(tmp_path / "data", count=1)
+    output = tmp_path / "run"
+    restorer = ["--structure_residual_blocks", "1", "--structure_residual_channels", "4"]
+    main(["--pretrained_sspir", str(start), *common_args(data, output, steps=1), *restorer])
+
+    before = SSPIRPipeline.from_pretrained(start).structure_processor
+    after = SSPIRPipeline.from_pretrained(output).structure_processor
+    assert (after.config.residual_blocks, after.config.residual_channels) == (1, 4)
+    assert after.preprocessor.conv_last.weight.abs().max() > 0  # started at zero (identity) and moved
+    trained = load_file(output / "checkpoint-1" / "trainable.safetensors")
+    assert "structure_processor.preprocessor.conv_last.weight" in trained
+    image = torch.rand(1, 3, RESOLUTION, RESOLUTION)
+    after.preprocessor.conv_last.weight.data.zero_()
+    after.preprocessor.conv_last.bias.data.zero_()
+    # with the restorer back at identity, only the one optimizer step on the trunk separates the two
+    torch.testing.assert_close(after(image).rgb[1], before(image).rgb[0], rtol=0, atol=0.05)
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(SystemExit, match="already has a restorer of 1 blocks x 4 channels"):
+        main(["--pretrained_sspir", str(output), *common_args(data, tmp_path / "again", steps=1),
+              "--structure_residual_blocks", "2"])  # fmt: skip
+
+
+def test_bad_restorer_options_are_refused_naming_them(tmp_path, capsys):
+    data = make_hq_folder(tmp_path / "data", count=1)
+    for option, value in (("--structure_residual_blocks", "-1"), ("--structure_residual_channels", "0")):
+        with pytest.raises(SystemExit):
+            main(["--pretrained_sspir", str(tmp_path), *common_args(data, tmp_path / "run"), option, value])
+        assert option in capsys.readouterr().err
 
 
 def test_overwrite_output_dir_removes_the_old_runs_checkpoints(tmp_path, sd):

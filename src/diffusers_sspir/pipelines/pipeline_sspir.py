@@ -653,7 +653,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         structure_widths = self.structure_processor.config.block_out_channels
         structure_halo = 2 * -(-self.structure_processor.receptive_field // factor) * factor
         structure_pixels = min(padded, (tile_size + structure_halo) ** 2) if tiled else padded
-        structure = 4 * structure_widths[0] * structure_pixels * nbytes(self.structure_processor) * batch_size
+        # A full-resolution restorer holds about three of its feature maps (a block's input, middle and output).
+        processor_config = self.structure_processor.config
+        restorer = 3 * processor_config.get("residual_channels", 0) if processor_config.get("residual_blocks") else 0
+        structure_channels = max(4 * structure_widths[0], restorer)
+        structure = structure_channels * structure_pixels * nbytes(self.structure_processor) * batch_size
         vae_widths = self.vae.config.block_out_channels
         vae_pixels = min(padded, self.vae.tile_sample_min_size**2) if tiled or self.vae.use_tiling else padded
         decoder = (4 * vae_widths[min(1, len(vae_widths) - 1)] + 3 * vae_widths[0]) * vae_pixels

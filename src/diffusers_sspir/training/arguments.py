@@ -64,6 +64,17 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         model.add_argument("--image_embed_dim", type=int, default=512, help="Width of the refined image tokens.")
         model.add_argument("--no_pixel_attention", action="store_true", help="Build without pixel attention.")
         model.add_argument(
+            "--structure_residual_blocks",
+            type=int,
+            default=None,
+            help="Give the structure processor a full-resolution restorer (MSRResNet at scale 1, the research code's "
+            "use_srresnet; 8 blocks there) of this many residual blocks, added at identity to a --pretrained_sspir "
+            "model that has none. Default: the loaded model's (none when built from Stable Diffusion).",
+        )
+        model.add_argument(
+            "--structure_residual_channels", type=int, default=64, help="Width of that restorer (the research's 64)."
+        )
+        model.add_argument(
             "--train_unet",
             action="store_true",
             help="Train all of the UNet too, not only its new branches (a model trained from scratch, or a "
@@ -175,9 +186,11 @@ def check_args(args: argparse.Namespace, mode: str) -> None:
             )
     positive = ["resolution", "scale", "train_batch_size", "gradient_accumulation_steps", "max_train_steps"]
     positive += ["checkpointing_steps", "validation_steps", "validation_inference_steps"]
-    positive += ["rank"] if mode == LORA else ["image_embed_dim"]
+    positive += ["rank"] if mode == LORA else ["image_embed_dim", "structure_residual_channels"]
     for name in positive:
         as_flag(check_integer, name, getattr(args, name), minimum=1)
+    if mode == FULL and args.structure_residual_blocks is not None:
+        as_flag(check_integer, "structure_residual_blocks", args.structure_residual_blocks, minimum=0)
     for name in ("lr_warmup_steps", "dataloader_num_workers"):
         as_flag(check_integer, name, getattr(args, name), minimum=0)
     as_flag(check_seed, "seed", args.seed)

@@ -9,25 +9,55 @@ import argparse
 
 import torch
 
+from ..models import StructureProcessor
 from ..pipelines import SSPIRPipeline
 from .arguments import FULL
 from .module import SSPIRTrainingModule, select_full_training_parameters
-from .trainer import TrainingParts, run_script
+from .trainer import TrainingParts, TrainingSetupError, run_script
 
 
 def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
     """The pipeline the run starts from (float32): a saved SSP-IR folder, or an untrained SSP-IR built from Stable
-    Diffusion and CLIP."""
+    Diffusion and CLIP; with `--structure_residual_blocks`, its structure processor given that full-resolution
+    restorer."""
     if args.pretrained_sspir:
-        return SSPIRPipeline.from_pretrained(args.pretrained_sspir, dtype=torch.float32)
-    return SSPIRPipeline.from_stable_diffusion(
-        args.pretrained_model_name_or_path,
-        image_encoder=args.image_encoder,
-        branch_type=args.branch_type,
-        image_embed_dim=args.image_embed_dim,
-        pixel_attention=not args.no_pixel_attention,
-        dtype=torch.float32,
-    )
+        pipe = SSPIRPipeline.from_pretrained(args.pretrained_sspir, dtype=torch.float32)
+    else:
+        pipe = SSPIRPipeline.from_stable_diffusion(
+            args.pretrained_model_name_or_path,
+            image_encoder=args.image_encoder,
+            branch_type=args.branch_type,
+            image_embed_dim=args.image_embed_dim,
+            pixel_attention=not args.no_pixel_attention,
+            dtype=torch.float32,
+        )
+    if args.structure_residual_blocks is not None:
+        processor = with_restorer(
+            pipe.structure_processor, args.structure_residual_blocks, args.structure_residual_channels
+        )
+        pipe.register_modules(structure_processor=processor)
+    return pipe
+
+
+def with_restorer(processor: StructureProcessor, blocks: int, channels: int) -> StructureProcessor:
+    """`processor` with a full-resolution restorer of `blocks` × `channels`: itself when it has that restorer, a copy
+    with a new one (at identity, so it computes what `processor` did) when it has none. A different trained restorer
+    is refused rather than thrown away."""
+    config = processor.config
+    have = (config.get("residual_blocks", 0), config.get("residual_channels", 64))
+    if have == (blocks, channels) or (blocks == 0 and have[0] == 0):
+        return processor
+    if have[0]:
+        raise TrainingSetupError(
+            f"--structure_residual_blocks {blocks} --structure_residual_channels {channels}: the loaded structure "
+            f"processor already has a restorer of {have[0]} blocks x {have[1]} channels; leave both options out to "
+            "train it as it is."
+        )
+    grown = StructureProcessor.from_config({**config, "residual_blocks": blocks, "residual_channels": channels})
+    missing = grown.load_state_dict(processor.state_dict(), strict=False).missing_keys
+    if any(not key.startswith("preprocessor.") for key in missing):
+        raise RuntimeError(f"The structure processor's weights {missing[:3]} did not carry over.")
+    return grown.to(processor.device, processor.dtype)
 
 
 def build(args: argparse.Namespace) -> TrainingParts:
