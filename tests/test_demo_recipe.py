@@ -10,6 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 
 from diffusers_sspir import SSPIRPipeline
 from diffusers_sspir.training.train_sspir import main as train_sspir
@@ -70,18 +71,30 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
                  "--train_unet", "--freeze_text_attention",
                  "--train_data_dir", str(work / "data" / "train"), "--resolution", "64", "--train_batch_size", "2",
                  "--max_train_steps", "2", "--output_dir", str(work / "sspir"), "--report_to", "none"])  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    train_sspir(["--pretrained_sspir", str(work / "sspir"), "--structure_residual_blocks", "1",
+                 "--structure_residual_channels", "4", "--train_unet", "--freeze_text_attention",
+                 "--train_data_dir", str(work / "data" / "train"), "--resolution", "32", "--train_batch_size", "2",
+                 "--max_train_steps", "1", "--rgb_l1_weight", "1.0", "--rgb_fft_weight", "0.1",
+                 "--output_dir", str(work / "sspir_restorer"), "--report_to", "none"])  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
     export = load("export")
-    export.main([str(work / "sspir"), "--output_dir", str(work / "exported")])
+    export.main([str(work / "sspir_restorer"), "--output_dir", str(work / "exported")])
     with pytest.raises(SystemExit, match="--overwrite"):
-        export.main([str(work / "sspir"), "--output_dir", str(work / "exported")])
+        export.main([str(work / "sspir_restorer"), "--output_dir", str(work / "exported")])
     with pytest.raises(SystemExit, match="no pipeline"):  # --overwrite never deletes a folder that is not a model
-        export.main([str(work / "sspir"), "--output_dir", str(work / "data"), "--overwrite"])
+        export.main([str(work / "sspir_restorer"), "--output_dir", str(work / "data"), "--overwrite"])
     assert not any("_name_or_path" in path.read_text() for path in (work / "exported").rglob("*.json"))
 
     load("fidelity").main(["--data_dir", str(work / "data"), "--output_dir", str(work / "fidelity"), "--model",
                            str(work / "exported"), "--steps", "5", "--crops", "1"])  # fmt: skip
     curves = json.loads((work / "fidelity" / "fidelity.json").read_text())
-    assert len(curves["guidance"]) == 6 and len(curves["strength"]) == 5 and curves["crops"] == 1
+    assert (
+        len(curves["guidance"]) == 6
+        and len(curves["decay"]) == 7
+        and len(curves["strength"]) == 5
+        and curves["crops"] == 1
+    )
     assert PIL.Image.open(work / "fidelity" / "fidelity.png").size[0] > 500
     assert PIL.Image.open(work / "fidelity" / "strip.png").size == (
         9 * 256,
@@ -91,6 +104,7 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     pipe = SSPIRPipeline.from_pretrained(work / "exported")
     pipe.set_progress_bar_config(disable=True)
     assert pipe.vae_scale_factor == 4 and pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.structure_processor.config.residual_blocks == 1
     low_quality = PIL.Image.open(holdout[0]).resize((16, 16))
     prompts = ["a red house", "dotted, noise"]
     images = [pipe(low_quality, prompt=p, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
