@@ -53,7 +53,12 @@ def with_restorer(processor: StructureProcessor, blocks: int, channels: int) -> 
             f"processor already has a restorer of {have[0]} blocks x {have[1]} channels; leave both options out to "
             "train it as it is."
         )
-    grown = StructureProcessor.from_config({**config, "residual_blocks": blocks, "residual_channels": channels})
+    # (diffusers' from_config drops the keys listed in `_use_default_values`: a config saved before these options
+    # lists them there, so that list must go, or the new values are ignored)
+    settings = {key: value for key, value in config.items() if key != "_use_default_values"}
+    grown = StructureProcessor.from_config({**settings, "residual_blocks": blocks, "residual_channels": channels})
+    if grown.preprocessor is None or len(grown.preprocessor.body) != blocks:
+        raise RuntimeError(f"The structure processor was not given its restorer ({dict(grown.config)}).")
     missing = grown.load_state_dict(processor.state_dict(), strict=False).missing_keys
     if any(not key.startswith("preprocessor.") for key in missing):
         raise RuntimeError(f"The structure processor's weights {missing[:3]} did not carry over.")
