@@ -53,9 +53,9 @@ def with_restorer(processor: StructureProcessor, blocks: int, channels: int) -> 
             f"processor already has a restorer of {have[0]} blocks x {have[1]} channels; leave both options out to "
             "train it as it is."
         )
-    # (diffusers' from_config drops the keys listed in `_use_default_values`: a config saved before these options
-    # lists them there, so that list must go, or the new values are ignored)
-    settings = {key: value for key, value in config.items() if key != "_use_default_values"}
+    # Without its private keys: diffusers' from_config drops those listed in `_use_default_values`, which for a
+    # config saved before these options are the restorer's own, so the new values would be ignored.
+    settings = {key: value for key, value in config.items() if not key.startswith("_")}
     grown = StructureProcessor.from_config({**settings, "residual_blocks": blocks, "residual_channels": channels})
     if grown.preprocessor is None or len(grown.preprocessor.body) != blocks:
         raise RuntimeError(f"The structure processor was not given its restorer ({dict(grown.config)}).")
