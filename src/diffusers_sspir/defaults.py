@@ -59,3 +59,8 @@ MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 # guard only fires at about 179 MP); the environment variable SSPIR_MAX_INPUT_PIXELS sets another limit (0: none).
 MAX_INPUT_PIXELS = 40_000_000
 MAX_INPUT_PIXELS_VARIABLE = "SSPIR_MAX_INPUT_PIXELS"
+
+# The web demo (`sspir demo`) refuses uploads and outputs larger than these many pixels (its `--max-input-pixels` and
+# `--max-output-pixels`), before anything is decoded or allocated.
+DEMO_MAX_INPUT_PIXELS = 1024 * 1024
+DEMO_MAX_OUTPUT_PIXELS = 2048 * 2048

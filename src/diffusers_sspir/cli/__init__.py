@@ -1,4 +1,4 @@
-"""The `sspir` command line: restore, degrade, caption, evaluate, info.
+"""The `sspir` command line: restore, degrade, caption, evaluate, info, demo.
 
 Each command lives in its own module with an `add_parser(subparsers, parents)` that registers its arguments and a
 `run(args) -> int` that does the work. Importing this package loads only the standard library (the commands import
@@ -11,10 +11,10 @@ or inputs, 130 when interrupted.
 import argparse
 
 from .. import __version__
-from . import caption, degrade, evaluate, info, restore
+from . import caption, degrade, demo, evaluate, info, restore
 from ._common import CLIError, HelpFormatter, echo, one_line
 
-COMMANDS = (restore, degrade, caption, evaluate, info)
+COMMANDS = (restore, degrade, caption, evaluate, info, demo)
 
 DESCRIPTION = """SSP-IR: diffusion-based realistic image restoration with semantic and structure priors.
 
