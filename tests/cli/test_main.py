@@ -9,7 +9,7 @@ import pytest
 
 from diffusers_sspir.cli import COMMANDS, info
 
-COMMAND_NAMES = ["restore", "degrade", "caption", "evaluate", "info"]
+COMMAND_NAMES = ["restore", "degrade", "caption", "evaluate", "info", "demo"]
 
 
 def test_every_command_is_registered():
