@@ -59,11 +59,11 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("gradio") is None:
-        raise CLIError(INSTALL_HINT)
     if args.model is not None:
         _common.check_model_source("--model", args.model)
     _common.check_captioner_spec(args.captioner)
+    if importlib.util.find_spec("gradio") is None:
+        raise CLIError(INSTALL_HINT)
 
     from ..app import DemoRestorer, Limits
     from ..app.page import build_page, launch
