@@ -1,5 +1,6 @@
 """`sspir demo` end to end in headless Chromium: upload the sample, Describe, edit the caption, Restore with 2 steps,
-check the downloaded PNG; upload a broken file, see the error, upload again; Ctrl-C stops the server.
+check the downloaded PNG; reload (the settings stay); upload a broken file, see the error, upload again; no file
+outside the app's is served; Ctrl-C stops the server.
 
 Needs gradio, selenium and Debian's `chromium` + `chromium-driver` (`.ci/run` installs them); skips without them.
 `SSPIR_DEMO_SCREENSHOTS=docs/images` saves the page before and after the restoration (docs/demo.md shows them).
@@ -159,6 +160,9 @@ def test_demo_page_restores_the_sample_and_survives_a_broken_file(server, browse
     assert browser.find_elements(By.CSS_SELECTOR, "#comparison img")
     browser.execute_script("window.scrollTo(0, 0)")
     _screenshot(browser, "demo_after.png")
+
+    browser.refresh()  # the settings are remembered
+    _wait_for(browser, lambda d: _value(d, "steps") == "2", "the remembered steps")
 
     _upload(browser, write_broken(tmp_path / "broken.png"))
     _wait_for(browser, lambda d: "cannot read the image" in _text(d, "status"), "the error of a broken file")

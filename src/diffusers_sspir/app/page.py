@@ -107,6 +107,7 @@ def build_page(restorer: DemoRestorer) -> Any:
     # analytics off: a local demo sends nothing anywhere
     with gr.Blocks(title="SSP-IR restoration", delete_cache=DELETE_CACHE, analytics_enabled=False) as page:
         gr.Markdown(f"# SSP-IR image restoration\n{_model_note(restorer)}", elem_id="model-note")
+        remembered = gr.BrowserState([], storage_key="sspir-demo-settings")
         with gr.Row():
             with gr.Column():
                 image = pass_files_undecoded(gr.Image(
@@ -159,13 +160,17 @@ def build_page(restorer: DemoRestorer) -> Any:
 
         image.change(on_upload, [image], [status, caption], queue=False)
         describe.click(on_describe, [image, upscale, seed], [status, caption], concurrency_id="pipeline")
+        settings = [added_prompt, upscale, steps, scheduler, guidance_scale, strength, restoration_guidance_scale,
+                    restoration_guidance_decay, color_fix, seed, tiled, tile_size]  # fmt: skip
         restore.click(
-            on_restore,
-            [image, caption, added_prompt, upscale, steps, scheduler, guidance_scale, strength,
-             restoration_guidance_scale, restoration_guidance_decay, color_fix, seed, tiled, tile_size],
-            [status, comparison, structure, prompt_used, download, seconds],
+            on_restore, [image, caption, *settings], [status, comparison, structure, prompt_used, download, seconds],
             concurrency_id="pipeline",
-        )  # fmt: skip
+        ).then(lambda *values: list(values), settings, remembered, queue=False)  # fmt: skip
+
+        def on_load(saved: list) -> list:  # the settings of the last restoration, until the server restarts
+            return saved if isinstance(saved, list) and len(saved) == len(settings) else [gr.skip()] * len(settings)
+
+        page.load(on_load, remembered, settings, queue=False)
     return page.queue(default_concurrency_limit=1)
 
 
