@@ -116,13 +116,18 @@ def _upload(driver, path: Path) -> None:
     if removes:
         removes[0].click()
         _wait_for(driver, lambda d: not _text(d, "status"), "the status to clear after removing the image")
-    driver.find_element(By.CSS_SELECTOR, "#input-image input[type=file]").send_keys(str(path))
+    inputs = _wait_for(
+        driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#input-image input[type=file]"), "the upload"
+    )
+    inputs[0].send_keys(str(path))
 
 
 def _screenshot(driver, name: str) -> None:
+    """The page as the browser shows it, as `$SSPIR_DEMO_SCREENSHOTS/<name>` (a JPEG) when that folder is set."""
     folder = os.environ.get("SSPIR_DEMO_SCREENSHOTS")
     if folder:
-        driver.save_screenshot(str(Path(folder) / name))
+        shot = PIL.Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+        shot.save(Path(folder) / name, quality=85)
 
 
 def test_demo_page_restores_the_sample_and_survives_a_broken_file(server, browser, tmp_path):
@@ -144,7 +149,7 @@ def test_demo_page_restores_the_sample_and_survives_a_broken_file(server, browse
     steps = browser.find_element(By.CSS_SELECTOR, "#steps input[type=number]")
     steps.send_keys(Keys.CONTROL, "a")
     steps.send_keys("2", Keys.TAB)
-    _screenshot(browser, "demo_before.png")
+    _screenshot(browser, "demo_before.jpg")
 
     browser.find_element(By.ID, "restore").click()
     _wait_for(browser, lambda d: "Restored" in _text(d, "status"), "the restoration", timeout=90)
@@ -159,7 +164,7 @@ def test_demo_page_restores_the_sample_and_survives_a_broken_file(server, browse
     assert np.abs(np.asarray(restored.convert("RGB"), dtype=np.float32) - bicubic).mean() > 1
     assert browser.find_elements(By.CSS_SELECTOR, "#comparison img")
     browser.execute_script("window.scrollTo(0, 0)")
-    _screenshot(browser, "demo_after.png")
+    _screenshot(browser, "demo_after.jpg")
 
     browser.refresh()  # the settings are remembered
     _wait_for(browser, lambda d: _value(d, "steps") == "2", "the remembered steps")

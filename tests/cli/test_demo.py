@@ -32,27 +32,29 @@ def launched(monkeypatch):
         calls.append({"restorer": restorer})
         return built(restorer)
 
+    def launch(app, host, port, share, root_path):
+        calls[-1].update(host=host, port=port, share=share, root_path=root_path)
+        return f"http://{host}:{port}/"
+
     monkeypatch.setattr(page, "build_page", build)
-    monkeypatch.setattr(
-        page, "launch", lambda app, host, port, share: calls[-1].update(host=host, port=port, share=share)
-    )
+    monkeypatch.setattr(page, "launch", launch)
     return calls
 
 
 def test_it_serves_the_bundled_model_on_localhost_by_default(sspir, launched):
     run = sspir("demo")
-    assert run.code == 0 and "using the bundled demo model" in run.out
+    assert run.code == 0 and "using the bundled demo model" in run.out and "sspir demo: stopped" in run.out
     (call,) = launched
-    assert (call["host"], call["port"], call["share"]) == ("127.0.0.1", None, False)
+    assert (call["host"], call["port"], call["share"], call["root_path"]) == ("127.0.0.1", None, False, "")
     assert "bundled demo model" in call["restorer"].model_name and not call["restorer"].has_captioner
 
 
 def test_it_serves_the_given_model_captioner_limits_and_address(sspir, launched, model_dir):
     run = sspir("demo", "--model", model_dir, "--captioner", "fixed:a cat", "--host", "0.0.0.0", "--port", 8123,
-                "--share", "--max-input-pixels", 100, "--max-output-pixels", 400)  # fmt: skip
+                "--share", "--root-path", "/sspir", "--max-input-pixels", 100, "--max-output-pixels", 400)  # fmt: skip
     assert run.code == 0, run.err
     (call,) = launched
     restorer = call["restorer"]
-    assert (call["host"], call["port"], call["share"]) == ("0.0.0.0", 8123, True)
+    assert (call["host"], call["port"], call["share"], call["root_path"]) == ("0.0.0.0", 8123, True, "/sspir")
     assert str(model_dir) in restorer.model_name and restorer.captioner_name == "fixed text 'a cat'"
     assert (restorer.limits.max_input_pixels, restorer.limits.max_output_pixels) == (100, 400)

@@ -123,6 +123,7 @@ def build_page(restorer: DemoRestorer) -> Any:
                     lines=3, elem_id="caption",
                 )  # fmt: skip
                 added_prompt = gr.Textbox(label="Added prompt", value=RestoreSettings.added_prompt)
+                restore = gr.Button("Restore", variant="primary", elem_id="restore")
                 with gr.Accordion("Settings", open=True):
                     upscale = gr.Slider(1, RANGES["upscale"][1], value=4, step=0.5, label="Upscale", elem_id="upscale")
                     steps = gr.Slider(1, 200, value=recommended["num_inference_steps"], step=1, label="Steps",
@@ -150,13 +151,13 @@ def build_page(restorer: DemoRestorer) -> Any:
                     with gr.Row():
                         tiled = gr.Checkbox(value=False, label="Tiles (large outputs)")
                         tile_size = gr.Number(value=512, precision=0, minimum=8, label="Tile size (output pixels)")
-                restore = gr.Button("Restore", variant="primary", elem_id="restore")
             with gr.Column():
                 comparison = gr.ImageSlider(label="bicubic | SSP-IR", format="png", elem_id="comparison")
+                with gr.Row():
+                    prompt_used = gr.Textbox(label="Prompt used", interactive=False, scale=3, elem_id="prompt-used")
+                    seconds = gr.Textbox(label="Time taken", interactive=False, scale=1, elem_id="seconds")
+                download = gr.File(label="Full-resolution PNG", interactive=False, height=60, elem_id="download")
                 structure = gr.Image(label="Structure prior", format="png", interactive=False, elem_id="structure")
-                prompt_used = gr.Textbox(label="Prompt used", interactive=False, elem_id="prompt-used")
-                seconds = gr.Textbox(label="Time taken", interactive=False, elem_id="seconds")
-                download = gr.File(label="Full-resolution PNG", interactive=False, elem_id="download")
 
         image.change(on_upload, [image], [status, caption], queue=False)
         describe.click(on_describe, [image, upscale, seed], [status, caption], concurrency_id="pipeline")
@@ -174,14 +175,16 @@ def build_page(restorer: DemoRestorer) -> Any:
     return page.queue(default_concurrency_limit=1)
 
 
-def launch(page: Any, host: str, port: int | None, share: bool = False) -> None:
-    """Serves `page` until Ctrl-C: on `host:port` (a free port from 7860 when `None`), public only with `share`,
-    uploads up to `MAX_FILE_SIZE`, no file from the disk but the app's own."""
+def launch(page: Any, host: str, port: int | None, share: bool = False, root_path: str = "") -> str:
+    """Starts serving `page` in the background, on `host:port` (a free port from 7860 when `None`), public only with
+    `share`, at `root_path` behind a reverse proxy; uploads up to `MAX_FILE_SIZE`, no file from the disk but the
+    app's own. Returns the address to open (the public link with `share`); `page.close()` stops it."""
     # system fonts: the default theme's web fonts would be fetched from the internet by every browser
     theme = gr.themes.Default(
         font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
     )
     page.launch(
-        server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, ssr_mode=False,
-        footer_links=["api"], allowed_paths=[], theme=theme,
+        server_name=host, server_port=port, share=share, root_path=root_path, max_file_size=MAX_FILE_SIZE,
+        ssr_mode=False, footer_links=["api"], allowed_paths=[], theme=theme, prevent_thread_lock=True, quiet=True,
     )  # fmt: skip
+    return page.share_url or page.local_url

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import time
 from typing import Any
 
 from ..captioners.spec import CAPTIONER_SPEC_HELP
@@ -48,6 +49,10 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--share", action="store_true", help="also publish the page on a public gradio.live link")
     parser.add_argument(
+        "--root-path", default="", metavar="PATH",
+        help="the page's path behind a reverse proxy that serves it below the site's root, e.g. /sspir",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-input-pixels", type=_common.positive_int, default=DEMO_MAX_INPUT_PIXELS, metavar="N",
         help=f"largest upload, width x height (default: {DEMO_MAX_INPUT_PIXELS:,})",
     )  # fmt: skip
@@ -80,6 +85,15 @@ def run(args: argparse.Namespace) -> int:
         model_name=model_name if args.model is None else f"`{args.model}`",
         captioner_name=f"fixed text {value!r}" if kind == "fixed" else f"`{value}`",
     )
-    launch(build_page(restorer), args.host, args.port, share=args.share)
+    page = build_page(restorer)
+    url = launch(page, args.host, args.port, share=args.share, root_path=args.root_path)
+    echo(f"serving {url} (Ctrl-C stops it)")
+    try:
+        while page.is_running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        page.close()
     echo("sspir demo: stopped")
     return 0

@@ -16,7 +16,7 @@ from ._common import CLIError, echo
 
 SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}  # fmt: skip
-OPTIONAL_PACKAGES = ("torchsde", "scipy", "xformers", "pyiqa", "accelerate", "peft")
+OPTIONAL_PACKAGES = ("torchsde", "scipy", "xformers", "pyiqa", "accelerate", "peft", "gradio")
 
 DESCRIPTION = """Show the versions of diffusers-sspir and its main dependencies, and the devices torch
 can use. Given a saved pipeline folder, also list its components: class names from
