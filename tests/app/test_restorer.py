@@ -106,6 +106,7 @@ def test_restore_uses_the_reviewed_caption_and_reports_progress(restorer):
     assert "16x16 → 32x32" in result.summary and "seed 3" in result.summary
     again = restorer.restore(upload(), settings)
     np.testing.assert_array_equal(np.asarray(again.image), np.asarray(result.image))  # the seed decides
+    assert list(restorer.work_dir.glob("*/*.png")) == [again.png]  # the previous PNG is gone
     assert restorer.restore(upload(), RestoreSettings(upscale=2, steps=1)).prompt.startswith("what the captioner")
 
 

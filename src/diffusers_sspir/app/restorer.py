@@ -6,6 +6,7 @@
 """
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -90,7 +91,8 @@ class Restoration:
         structure (`PIL.Image.Image`): the structure prior at the output size.
         prompt (`str`): the prompt the image was restored with (caption and added prompt).
         seconds (`float`): the time the pipeline took.
-        png (`Path`): the restored image as a PNG file in the restorer's folder, for download.
+        png (`Path`): the restored image as a PNG file in the restorer's folder, for download (until the next
+            restoration: the page keeps a copy of its own).
         summary (`str`): one line saying what was done.
     """
 
@@ -261,6 +263,8 @@ class DemoRestorer:
         seconds = time.perf_counter() - start
         restored = result.images[0]
         bicubic = _upscaled(upload.image, (height, width))
+        for previous in self.work_dir.glob("restored-*"):  # served by now: gradio copied it into its cache
+            shutil.rmtree(previous, ignore_errors=True)
         folder = Path(tempfile.mkdtemp(prefix="restored-", dir=self.work_dir))
         png = folder / f"sspir_x{settings.upscale:g}_{width}x{height}.png"
         write_atomic(png, restored)

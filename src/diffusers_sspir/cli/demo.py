@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import tempfile
 import time
 from typing import Any
 
@@ -79,21 +80,23 @@ def run(args: argparse.Namespace) -> int:
     pipe.set_progress_bar_config(disable=True)  # the page shows the progress
     model_name = "**the bundled demo model** (small, not the paper's; see docs/demo_model.md)"
     kind, value = parse_captioner_spec(args.captioner)
-    restorer = DemoRestorer(
-        pipe,
-        Limits(args.max_input_pixels, args.max_output_pixels),
-        model_name=model_name if args.model is None else f"`{args.model}`",
-        captioner_name=f"fixed text {value!r}" if kind == "fixed" else f"`{value}`",
-    )
-    page = build_page(restorer)
-    url = launch(page, args.host, args.port, share=args.share, root_path=args.root_path)
-    echo(f"serving {url} (Ctrl-C stops it)")
-    try:
-        while page.is_running:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        page.close()
+    with tempfile.TemporaryDirectory(prefix="sspir-demo-") as work_dir:  # the PNGs to download, removed at the end
+        restorer = DemoRestorer(
+            pipe,
+            Limits(args.max_input_pixels, args.max_output_pixels),
+            model_name=model_name if args.model is None else f"`{args.model}`",
+            captioner_name=f"fixed text {value!r}" if kind == "fixed" else f"`{value}`",
+            work_dir=work_dir,
+        )
+        page = build_page(restorer)
+        url = launch(page, args.host, args.port, share=args.share, root_path=args.root_path)
+        echo(f"serving {url} (Ctrl-C stops it)")
+        try:
+            while page.is_running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            page.close()
     echo("sspir demo: stopped")
     return 0
