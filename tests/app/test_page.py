@@ -7,7 +7,7 @@ pytest.importorskip("gradio")
 
 from diffusers_sspir import SSPIRPipeline  # noqa: E402
 from diffusers_sspir.app import DemoRestorer  # noqa: E402
-from diffusers_sspir.app.page import build_page  # noqa: E402
+from diffusers_sspir.app.page import _error, build_page  # noqa: E402
 from diffusers_sspir.testing import make_sspir_components  # noqa: E402
 
 from ..cli.files import write_broken, write_image  # noqa: E402
@@ -42,3 +42,9 @@ def test_uploads_are_checked_with_a_message_in_the_page(page, tmp_path):
 def test_the_page_names_the_model_and_the_missing_captioner(page):
     notes = [block.value for block in page.blocks.values() if getattr(block, "elem_id", None) == "model-note"]
     assert notes and "Serving a tiny model" in notes[0] and "no captioner" in notes[0]
+
+
+def test_errors_are_one_status_line_and_unforeseen_ones_name_their_type(caplog):
+    assert _error(ValueError("`steps` must be\n  an integer")) == "**Error:** `steps` must be an integer"
+    assert _error(RuntimeError("boom")) == "**Error:** RuntimeError: boom"
+    assert "the request failed" in caplog.text

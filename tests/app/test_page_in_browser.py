@@ -176,6 +176,10 @@ def test_demo_page_restores_the_sample_and_survives_a_broken_file(server, browse
     _wait_for(browser, lambda d: "Uploaded 128x128" in _text(d, "status"), "the next upload")
     browser.find_element(By.ID, "describe").click()
     _wait_for(browser, lambda d: _value(d, "caption") == CAPTION, "the caption of the next upload")
+    browser.find_element(By.CSS_SELECTOR, "#input-image button[aria-label='Remove Image']").click()
+    _wait_for(browser, lambda d: not _text(d, "status"), "the status to clear")
+    browser.find_element(By.CSS_SELECTOR, "#sample img").click()  # the sample, as an example
+    _wait_for(browser, lambda d: "Uploaded 128x128" in _text(d, "status"), "the example")
     elapsed = time.monotonic() - start
 
     # no file outside what the app made

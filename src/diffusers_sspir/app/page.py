@@ -42,8 +42,17 @@ def pass_files_undecoded(image: gr.Image) -> gr.Image:
     return image
 
 
+EXPECTED_ERRORS = (ValueError, MemoryError, FloatingPointError)
+"""What a request can fail with that its message explains (a bad file or setting, a request too large)."""
+
+
 def _error(error: BaseException) -> str:
-    return f"**Error:** {' '.join(str(error).split()) or type(error).__name__}"
+    """The status line for a failed request; an unforeseen error is also logged with its traceback."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, EXPECTED_ERRORS):
+        logger.error("the request failed", exc_info=error)
+        message = f"{type(error).__name__}: {message}"
+    return f"**Error:** {message}"
 
 
 def _model_note(restorer: DemoRestorer) -> str:
@@ -63,7 +72,7 @@ def build_page(restorer: DemoRestorer) -> Any:
             return "", ""
         try:
             upload = restorer.read_upload(path)
-        except ValueError as error:
+        except Exception as error:  # said in the page; the app goes on
             return _error(error), ""
         width, height = upload.image.size
         notes = "".join(f"; {note}" for note in upload.notes)
@@ -76,7 +85,7 @@ def build_page(restorer: DemoRestorer) -> Any:
             return "No captioner: type a caption, or leave it empty.", gr.skip()
         try:
             caption = restorer.describe(restorer.read_upload(path), upscale, seed)
-        except (ValueError, MemoryError) as error:
+        except Exception as error:  # said in the page; the app goes on
             return _error(error), gr.skip()
         return "Described: review and edit the caption, then **Restore**.", caption
 
@@ -96,11 +105,8 @@ def build_page(restorer: DemoRestorer) -> Any:
         try:
             upload = restorer.read_upload(path)
             result = restorer.restore(upload, settings, lambda step, total: progress((step, total), unit="steps"))
-        except (ValueError, MemoryError, FloatingPointError) as error:
+        except Exception as error:  # said in the page; the app goes on
             return (_error(error), *skip)
-        except Exception as error:  # unforeseen: said in the page, logged in full, the app goes on
-            logger.exception("restoration failed")
-            return (f"**Error:** {type(error).__name__}: {error}", *skip)
         return (f"Restored {result.summary}.", (result.bicubic, result.image), result.structure, result.prompt,
                 str(result.png), f"{result.seconds:.1f} s")  # fmt: skip
 
@@ -115,7 +121,7 @@ def build_page(restorer: DemoRestorer) -> Any:
                     sources=["upload", "clipboard"], elem_id="input-image",
                 ))  # fmt: skip
                 if SAMPLE_IMAGE.is_file():
-                    gr.Examples([[str(SAMPLE_IMAGE)]], inputs=[image], label="Sample")
+                    gr.Examples([[str(SAMPLE_IMAGE)]], inputs=[image], label="Sample", elem_id="sample")
                 status = gr.Markdown(elem_id="status")
                 describe = gr.Button("Describe", elem_id="describe", interactive=restorer.has_captioner)
                 caption = gr.Textbox(
