@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from diffusers_sspir.validation import check_finite, check_integer, check_tiling
+from diffusers_sspir.validation import check_finite, check_integer, check_tiling, check_whole_number
 
 INTEGERS = [
     (1, {}, None), (np.int64(3), {"minimum": 1}, None), (0, {"minimum": 1}, ">= 1"), (5, {"maximum": 4}, "<= 4"),
@@ -45,3 +45,17 @@ def test_check_tiling(tile_size, tile_overlap, factor, error):
     else:
         with pytest.raises(ValueError, match=error):
             check_tiling(tile_size, tile_overlap, factor)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(20.0, 20), (np.float32(3.0), 3), (7, 7), (2.5, "must be an integer, got 2.5"), (float("nan"), "integer"),
+     (True, "integer"), (0.0, ">= 1, got 0")],
+)  # fmt: skip
+def test_check_whole_number_takes_integral_floats_as_forms_give_them(value, expected):
+    if isinstance(expected, int):
+        result = check_whole_number("steps", value, minimum=1)
+        assert result == expected and type(result) is int
+    else:
+        with pytest.raises(ValueError, match=f"`steps` .*{expected}"):
+            check_whole_number("steps", value, minimum=1)

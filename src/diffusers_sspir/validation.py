@@ -29,6 +29,14 @@ def check_integer(name: str, value, minimum: int | None = None, maximum: int | N
     return int(value)
 
 
+def check_whole_number(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
+    """[`check_integer`] for values that web forms and sliders give as floats: `20.0` is the integer 20, `20.5` is
+    refused."""
+    if is_number(value) and math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    return check_integer(name, value, minimum, maximum)
+
+
 def check_finite(
     name: str, value, above: float | None = None, minimum: float | None = None, maximum: float | None = None
 ) -> float:

@@ -120,8 +120,8 @@ def test_restore_takes_the_clis_scheduler_names_and_puts_the_models_back(restore
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (RestoreSettings(steps=2.5), "steps must be a whole number >= 1"),
-        (RestoreSettings(seed=-1), "seed must be a whole number >= 0"),
+        (RestoreSettings(steps=2.5), "`steps` must be an integer, got 2.5"),
+        (RestoreSettings(seed=-1), "`seed` must be an integer >= 0, got -1"),
         (RestoreSettings(guidance_scale=1000), "`guidance_scale` must be a finite number >= 0 and <= 100"),
         (RestoreSettings(strength=0), "`strength`"),
         (RestoreSettings(color_fix="sepia"), "colour fix must be one of wavelet, adain, none"),

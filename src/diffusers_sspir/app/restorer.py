@@ -16,7 +16,7 @@ from typing import Any
 
 from ..defaults import DEFAULT_ADDED_PROMPT, DEMO_MAX_INPUT_PIXELS, DEMO_MAX_OUTPUT_PIXELS
 from ..files import read_image, rgb8, write_atomic
-from ..validation import check_seed, check_setting
+from ..validation import check_seed, check_setting, check_whole_number
 
 COLOR_FIXES = ("wavelet", "adain", "none")
 MODEL_SCHEDULER = "model's own"
@@ -103,13 +103,6 @@ class Restoration:
     seconds: float
     png: Path
     summary: str
-
-
-def _whole(name: str, value: Any, minimum: int) -> int:
-    """A page number (gradio gives floats) as an `int`, or a `ValueError` naming the setting."""
-    if value is None or float(value) != int(value) or int(value) < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 class DemoRestorer:
@@ -200,7 +193,7 @@ class DemoRestorer:
         import torch
 
         self.check_size(upload, upscale)
-        seed = check_seed("seed", _whole("seed", seed, 0))
+        seed = check_seed("seed", check_whole_number("seed", seed, 0))
         generator = torch.Generator().manual_seed(seed)
         return self.pipe.describe(upload.image, added_prompt=None, upscale=upscale, generator=generator)[0]
 
@@ -224,9 +217,9 @@ class DemoRestorer:
         width, height = self.check_size(upload, settings.upscale)
         if settings.color_fix not in COLOR_FIXES:
             raise ValueError(f"colour fix must be one of {', '.join(COLOR_FIXES)}, got {settings.color_fix!r}.")
-        seed = check_seed("seed", _whole("seed", settings.seed, 0))
-        steps = None if settings.steps is None else _whole("steps", settings.steps, 1)
-        tile_size = None if settings.tile_size is None else _whole("tile size", settings.tile_size, 1)
+        seed = check_seed("seed", check_whole_number("seed", settings.seed, 0))
+        steps = None if settings.steps is None else check_whole_number("steps", settings.steps, 1)
+        tile_size = None if settings.tile_size is None else check_whole_number("tile size", settings.tile_size, 1)
         if settings.scheduler == MODEL_SCHEDULER:
             scheduler = self.model_scheduler
         else:
