@@ -32,13 +32,16 @@ tags: [super-resolution, image-restoration, ssp-ir]
 # SSP-IR demo model (diffusers-sspir)
 
 A small SSP-IR pipeline bundled with diffusers-sspir so that `sspir restore photo.png -o out/` works on a fresh
-machine. **It is not the paper's model**: it was trained from scratch, on a CPU, on crops of 13 photos
-(scikit-image's bundled photos and Debian's mate-backgrounds), for x4 real-world super-resolution with Real-ESRGAN
-degradations. It has no language understanding (its text cross-attention is zero: prompts change nothing) and no
-Stable Diffusion behind it. Its recipe, held-out results, data and licences are in the repository's
+machine. **It is not the paper's model**: it was trained from scratch, on a CPU, on crops of 31 photos
+(scikit-image's bundled photos and four Debian wallpaper packages: mate-backgrounds, lomiri-wallpapers-16.04 and
+-20.04, plasma-workspace-wallpapers), for x4 real-world super-resolution with Real-ESRGAN degradations. It has no
+language understanding (its text cross-attention is zero: prompts change nothing) and no Stable Diffusion behind
+it; its recommended call settings (`recommended_settings` in `model_index.json`) are what `pipe(image)` and
+`sspir restore` use by default. Its recipe, held-out results, data and licences are in the repository's
 `docs/demo_model.md`; `examples/demo_model/train.sh` reproduces it.
 
-The licence above is that of the mate-backgrounds photos it was trained on (GPL-2+); the code is Apache-2.0.
+The licence above is the most restrictive of the photos it was trained on (GPL-2+ photos of mate-backgrounds and
+plasma-workspace-wallpapers, and share-alike ones of lomiri); the code is Apache-2.0.
 
 ```python
 from diffusers_sspir import SSPIRPipeline, demo_model_path

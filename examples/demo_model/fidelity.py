@@ -167,7 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         images, _ = restore(pipe, lq, {**settings, "strength": 1.0}, args.seed)
         results["decay"].append({"value": value, **score(images, truths)})
         print(f"restoration_guidance_decay {value}: {results['decay'][-1]}")
+    steps = base.get("num_inference_steps") or pipe.recommended_settings["num_inference_steps"]
     for value in STRENGTH:
+        if int(steps * value) < 1:
+            print(f"strength {value}: skipped, it runs no step of {steps}")
+            continue
         images, _ = restore(pipe, lq, {**base, "strength": value, "restoration_guidance_scale": 0.0}, args.seed)
         results["strength"].append({"value": value, **score(images, truths)})
         print(f"strength {value}: {results['strength'][-1]}")

@@ -36,7 +36,7 @@ if [ ! -f "$WORK/sspir_restorer/model_index.json" ]; then
         --pretrained_sspir "$WORK/sspir" --structure_residual_blocks 6 --structure_residual_channels 32 \
         --train_unet --freeze_text_attention \
         --train_data_dir "$WORK/data/train" --resolution 128 --scale 4 \
-        --train_batch_size 8 --max_train_steps 3000 \
+        --train_batch_size 8 --max_train_steps 2000 \
         --learning_rate 2e-4 --lr_scheduler cosine --lr_warmup_steps 100 --rgb_l1_weight 1.0 --rgb_fft_weight 0.1 \
         --seed 0 --output_dir "$WORK/sspir_restorer" --resume_from_checkpoint latest \
         --checkpointing_steps 500 --checkpoints_total_limit 2 --validation_steps 100000 --report_to none

@@ -1,7 +1,7 @@
 """The small demonstration model that ships with the package.
 
 It is a complete SSP-IR pipeline at a tiny scale, trained from scratch on CPU by the recipe in
-`examples/demo_model/` on a dozen photos (scikit-image's and Debian's `mate-backgrounds`), for x4 real-world
+`examples/demo_model/` on 31 photos (scikit-image's and four Debian wallpaper packages'), for x4 real-world
 super-resolution. It is **not** the paper's model: it has no language understanding (prompts have no effect) and
 restores far less than an SSP-IR built on Stable Diffusion would. It exists so that `sspir restore photo.png` works on
 a fresh machine and so that every component of the real pipeline runs end to end. See `docs/demo_model.md`.
