@@ -64,3 +64,8 @@ MAX_INPUT_PIXELS_VARIABLE = "SSPIR_MAX_INPUT_PIXELS"
 # `--max-output-pixels`), before anything is decoded or allocated.
 DEMO_MAX_INPUT_PIXELS = 1024 * 1024
 DEMO_MAX_OUTPUT_PIXELS = 2048 * 2048
+
+# The pipeline's colour corrections (`color_fix=`), and the same choices as the command line and the web demo name
+# them ("none" for no correction; `validation.color_fix_from_name` turns a name into the argument).
+COLOR_FIX_METHODS = ("wavelet", "adain", None)
+COLOR_FIX_NAMES = tuple("none" if method is None else method for method in COLOR_FIX_METHODS)

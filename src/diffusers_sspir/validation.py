@@ -4,7 +4,7 @@ module: each raises `ValueError` naming the argument, the value and what is acce
 import math
 import numbers
 
-from .defaults import MAX_SEED, POSITIVE_SETTINGS, RANGES
+from .defaults import COLOR_FIX_NAMES, MAX_SEED, POSITIVE_SETTINGS, RANGES
 
 
 def is_number(value) -> bool:
@@ -89,3 +89,11 @@ def check_tiling(tile_size, tile_overlap, factor: int | None = None) -> None:
             f"`tile_overlap` ({tile_overlap!r}) must be a multiple of {factor}, >= 0 and smaller than `tile_size` "
             f"({tile_size})."
         )
+
+
+def color_fix_from_name(name: str) -> str | None:
+    """The pipeline's `color_fix` argument for one of `COLOR_FIX_NAMES` as the command line and the web demo name
+    them (`"none"` is `None`)."""
+    if name not in COLOR_FIX_NAMES:
+        raise ValueError(f"colour fix must be one of {', '.join(COLOR_FIX_NAMES)}, got {name!r}.")
+    return None if name == "none" else name

@@ -11,7 +11,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import PIL.Image
 import pytest
 
 from ..cli.files import write_broken
+from ..network import free_port
 
 SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "ladybird_lq.png"
 CAPTION = "a ladybird on a leaf"
@@ -42,16 +42,10 @@ def _missing() -> str | None:
 pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     """`sspir demo` (the bundled model, a fixed-text captioner) on a free port; stopped with Ctrl-C (SIGINT)."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
     command = [sys.executable, "-c", "import sys; from diffusers_sspir.cli import main; sys.exit(main())"]
     command += ["demo", "--captioner", f"fixed:{CAPTION}", "--device", "cpu", "--port", str(port)]

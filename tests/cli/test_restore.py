@@ -11,7 +11,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from diffusers_sspir.cli import restore
 from diffusers_sspir.cli._common import CLIError
 from diffusers_sspir.cli.schedulers import SCHEDULERS, make_scheduler
-from diffusers_sspir.defaults import SCHEDULER_NEEDS
+from diffusers_sspir.defaults import COLOR_FIX_NAMES, SCHEDULER_NEEDS
 from diffusers_sspir.pipelines import pipeline_sspir
 
 from .files import write_broken, write_image
@@ -226,7 +226,7 @@ def test_settings_left_out_are_the_models_recommended_ones(sspir, model_dir, tmp
 def test_help_restates_the_pipeline_defaults():
     assert restore.DEFAULT_ADDED_PROMPT == pipeline_sspir.DEFAULT_ADDED_PROMPT
     assert restore.DEFAULT_NEGATIVE_PROMPT == pipeline_sspir.DEFAULT_NEGATIVE_PROMPT
-    assert set(restore.COLOR_FIXES) == {method or "none" for method in pipeline_sspir.COLOR_FIX_METHODS}
+    assert set(COLOR_FIX_NAMES) == {method or "none" for method in pipeline_sspir.COLOR_FIX_METHODS}
 
 
 def test_comparison_layout():

@@ -4,7 +4,6 @@ and resumes after an interruption exactly where it stopped."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from diffusers_sspir.training.arguments import FULL, parse_args
 from diffusers_sspir.training.train_sspir import build, main
 from diffusers_sspir.training.trainer import LossComputer
 
+from ..network import free_port
 from .helpers import RESOLUTION, common_args, make_hq_folder, make_paired_folder, save_sspir, sd_args, smooth_image
 
 
@@ -168,12 +168,6 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path, sd):
 
 
 HANG_SECONDS = 180  # 15 s on a 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def descendants(pid: int) -> list[int]:

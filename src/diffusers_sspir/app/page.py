@@ -11,8 +11,8 @@ from typing import Any
 import gradio as gr
 
 from ..cli.schedulers import SCHEDULERS
-from ..defaults import RANGES
-from .restorer import COLOR_FIXES, MODEL_SCHEDULER, DemoRestorer, RestoreSettings
+from ..defaults import COLOR_FIX_NAMES, RANGES
+from .restorer import MODEL_SCHEDULER, DemoRestorer, RestoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def build_page(restorer: DemoRestorer) -> Any:
                         *RANGES["restoration_guidance_decay"], value=recommended["restoration_guidance_decay"],
                         step=0.1, label="Restoration guidance decay",
                     )  # fmt: skip
-                    color_fix = gr.Radio(list(COLOR_FIXES), value="wavelet", label="Colour fix")
+                    color_fix = gr.Radio(list(COLOR_FIX_NAMES), value="wavelet", label="Colour fix")
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                     with gr.Row():
                         tiled = gr.Checkbox(value=False, label="Tiles (large outputs)")

@@ -16,9 +16,8 @@ from typing import Any
 
 from ..defaults import DEFAULT_ADDED_PROMPT, DEMO_MAX_INPUT_PIXELS, DEMO_MAX_OUTPUT_PIXELS
 from ..files import read_image, rgb8, write_atomic
-from ..validation import check_seed, check_setting, check_whole_number
+from ..validation import check_seed, check_setting, check_whole_number, color_fix_from_name
 
-COLOR_FIXES = ("wavelet", "adain", "none")
 MODEL_SCHEDULER = "model's own"
 """The scheduler choice that keeps the one the model was saved with."""
 
@@ -215,8 +214,7 @@ class DemoRestorer:
         from ..cli.schedulers import make_scheduler
 
         width, height = self.check_size(upload, settings.upscale)
-        if settings.color_fix not in COLOR_FIXES:
-            raise ValueError(f"colour fix must be one of {', '.join(COLOR_FIXES)}, got {settings.color_fix!r}.")
+        color_fix = color_fix_from_name(settings.color_fix)
         seed = check_seed("seed", check_whole_number("seed", settings.seed, 0))
         steps = None if settings.steps is None else check_whole_number("steps", settings.steps, 1)
         tile_size = None if settings.tile_size is None else check_whole_number("tile size", settings.tile_size, 1)
@@ -247,7 +245,7 @@ class DemoRestorer:
                 restoration_guidance_scale=settings.restoration_guidance_scale,
                 restoration_guidance_decay=settings.restoration_guidance_decay,
                 tile_size=tile_size,
-                color_fix=None if settings.color_fix == "none" else settings.color_fix,
+                color_fix=color_fix,
                 generator=torch.Generator().manual_seed(seed),
                 callback_on_step_end=on_step_end,
             )

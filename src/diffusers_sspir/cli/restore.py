@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ..captioners.spec import CAPTIONER_SPEC_HELP
-from ..defaults import CALL_DEFAULTS, DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT
-from ..validation import check_tiling
+from ..defaults import CALL_DEFAULTS, COLOR_FIX_NAMES, DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT
+from ..validation import check_tiling, color_fix_from_name
 from . import _common
 from ._common import CLIError, echo, one_line
 from .schedulers import SCHEDULERS, make_scheduler, scheduler_table
 
-COLOR_FIXES = ("wavelet", "adain", "none")
 COMPARISON_FOLDER = "comparison"
 STRUCTURE_FOLDER = "structure"
 
@@ -118,7 +117,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="PIXELS",
         help="overlap of tiles in output pixels (default: tile / 4)",
     )
-    parser.add_argument("--color-fix", choices=COLOR_FIXES, default="wavelet", help="(default: wavelet)")
+    parser.add_argument("--color-fix", choices=COLOR_FIX_NAMES, default="wavelet", help="(default: wavelet)")
     parser.add_argument(
         "--seed", type=_common.seed, default=0, metavar="N", help="seed of every image's noise (default: 0)"
     )
@@ -255,7 +254,7 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
         restoration_guidance_decay=args.restoration_guidance_decay,
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
-        color_fix=None if args.color_fix == "none" else args.color_fix,
+        color_fix=color_fix_from_name(args.color_fix),
         generator=torch.Generator().manual_seed(args.seed),
         **kwargs,
     )

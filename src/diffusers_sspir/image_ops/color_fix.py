@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..defaults import COLOR_FIX_METHODS
 from ._common import _describe
 from .tiling import map_tiles
 
-COLOR_FIX_METHODS = ("wavelet", "adain", None)
 _FLOAT_DTYPES_NEEDING_UPCAST = (torch.float16, torch.bfloat16)
 
 
