@@ -466,3 +466,76 @@ def test_a_file_broken_after_the_scan_is_skipped_on_request_and_named_otherwise(
     with caplog.at_level(logging.WARNING):
         item = skipping[1]
     assert item["stem"] == "img2" and "img1.png" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Nested folders (LSDIR's layout)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nested_root(tmp_path: Path) -> Path:
+    """gt/, lq/ and captions/ trees like LSDIR's (folders of numbered photos), with the same stem in two folders."""
+    for seed, key in enumerate(["0001000/0000001", "0001000/0000002", "0002000/0000001", "0002000/deep/x", "top"]):
+        gt, lq = _pair_arrays(seed)
+        _save(tmp_path / "gt" / f"{key}.png", gt)
+        _save(tmp_path / "lq" / f"{key}.{'jpg' if key == 'top' else 'png'}", lq if key != "top" else lq * 0 + 128)
+        (tmp_path / "captions" / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "captions" / f"{key}.txt").write_text(f"caption of {key}\n")
+    _save(tmp_path / "gt" / ".hidden" / "0000001.png", _pair_arrays(9)[0])  # hidden: not read
+    return tmp_path
+
+
+def test_nested_folders_pair_gt_lq_and_captions_by_their_path(nested_root):
+    dataset = PairedImageFolder(nested_root, resolution=RESOLUTION, scale=SCALE, recursive=True)
+    assert dataset.report.ok, dataset.report.format()
+    keys = ["0001000/0000001", "0001000/0000002", "0002000/0000001", "0002000/deep/x", "top"]
+    assert [pair.key for pair in dataset.pairs] == keys
+    assert [pair.stem for pair in dataset.pairs] == ["0000001", "0000002", "0000001", "x", "top"]
+    for index, pair in enumerate(dataset.pairs):
+        assert pair.gt_path == nested_root / "gt" / f"{pair.key}.png"
+        assert pair.caption == f"caption of {pair.key}"
+        if pair.key != "top":  # the same stem in two folders: each GT with its own LQ
+            item = dataset[index]
+            torch.testing.assert_close(F.avg_pool2d(item["gt"][None], SCALE)[0], item["lq"], atol=1e-5, rtol=0)
+    assert dataset.report.folder_counts() == {
+        "": (1, 0), "0001000": (2, 0), "0002000": (1, 0), "0002000/deep": (1, 0)
+    }  # fmt: skip
+    assert "By subfolder:\n  ./: 1 usable, 0 problems\n  0001000/: 2 usable, 0 problems" in dataset.report.format()
+
+
+def test_nested_problems_are_counted_in_their_subfolder_and_same_stems_only_clash_in_one_folder(nested_root):
+    (nested_root / "lq" / "0002000" / "0000001.png").unlink()
+    _save(nested_root / "gt" / "0001000" / "0000002.jpg", _pair_arrays(3)[0])  # a second file for one key
+    (nested_root / "captions" / "0001000" / "orphan.txt").write_text("no image")
+    report = scan_image_folder(nested_root, scale=SCALE, recursive=True)
+    problems = {path.relative_to(nested_root).as_posix(): message for path, message in report.problems}
+    assert set(problems) == {"gt/0002000/0000001.png", "gt/0001000/0000002.png", "gt/0001000/0000002.jpg"}
+    assert "no image with path '0002000/0000001' (without extension) in lq/" in problems["gt/0002000/0000001.png"]
+    assert (
+        "duplicate stem '0000002' (also 0000002.jpg); keep exactly one file per stem in gt/0001000/"
+        in problems["gt/0001000/0000002.png"]
+    )
+    assert report.folder_counts() == {"": (1, 0), "0001000": (1, 2), "0002000": (0, 1), "0002000/deep": (1, 0)}
+    notes = {path.relative_to(nested_root).as_posix(): message for path, message in report.notes}
+    assert "path '0001000/orphan' (without extension)" in notes["captions/0001000/orphan.txt"]
+
+
+def test_without_recursive_subfolders_are_noted_with_the_way_to_read_them(nested_root):
+    report = scan_image_folder(nested_root, scale=SCALE)
+    assert [pair.key for pair in report.pairs] == ["top"]
+    notes = {path.relative_to(nested_root).as_posix(): message for path, message in report.notes}
+    assert "recursive=True, --train_data_recursive in training" in notes["gt/0001000"]
+    with pytest.raises(ValueError, match="`recursive` must be a bool"):
+        PairedImageFolder(nested_root, resolution=RESOLUTION, scale=SCALE, recursive="yes")
+
+
+def test_a_plain_nested_folder_keeps_its_top_level_captions_out_of_the_images(tmp_path):
+    _save(tmp_path / "a" / "b.png", _pair_arrays(0)[0])
+    _save(tmp_path / "c.png", _pair_arrays(1)[0])
+    (tmp_path / "captions" / "a").mkdir(parents=True)
+    (tmp_path / "captions" / "a" / "b.txt").write_text("nested")
+    _save(tmp_path / "captions" / "stray.png", _pair_arrays(2)[0])  # in captions/: not a training image
+    dataset = PairedImageFolder(tmp_path, resolution=RESOLUTION, scale=SCALE, recursive=True)
+    assert not dataset.has_lq
+    assert [(pair.key, pair.caption) for pair in dataset.pairs] == [("a/b", "nested"), ("c", "")]

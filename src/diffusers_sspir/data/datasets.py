@@ -22,8 +22,16 @@ root/captions/0001.txt  optional: caption, UTF-8, stripped; a missing file means
 ```
 
 Without `lq/` the folder is *HQ-only*: items carry no `"lq"` and the training loop degrades the GT batch on the fly.
-A plain folder of images without `gt/` is HQ-only too (captions from `root/captions/` if present). Only the files
-directly inside the folders are used; subfolders are not scanned.
+A plain folder of images without `gt/` is HQ-only too (captions from `root/captions/` if present). By default only the
+files directly inside the folders are used. With `recursive=True` the subfolders are read too (hidden ones left out),
+and files are matched by their *key*, the path inside `gt/`, `lq/` or `captions/` without extension, so nested trees
+such as LSDIR's pair up file by file:
+
+```
+root/gt/0001000/0000001.png        key 0001000/0000001
+root/lq/0001000/0000001.png
+root/captions/0001000/0000001.txt
+```
 
 `scan_image_folder` checks the whole folder once (file headers, sizes, pairing, captions) and returns an
 `ImageFolderReport`; `PairedImageFolder` refuses a folder with problems (or skips the bad pairs on request) so that a
@@ -75,6 +83,9 @@ class ImagePair:
         lq_path (`pathlib.Path`, *optional*): the low-quality image; `None` in an HQ-only folder.
         lq_size (`tuple[int, int]`, *optional*): its `(width, height)`, equal to `gt_size / scale`.
         caption (`str`): the stripped caption, `""` without a caption file.
+        key (`str`): what the GT, LQ and caption files are matched by: the stem, or in a folder scanned with
+            `recursive` the path inside `gt/` (`lq/`, `captions/`) without extension, such as `"0001000/0000001"`.
+            Defaults to `stem`.
     """
 
     stem: str
@@ -83,6 +94,11 @@ class ImagePair:
     lq_path: Path | None = None
     lq_size: tuple[int, int] | None = None
     caption: str = ""
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.stem)
 
 
 @dataclass
@@ -97,7 +113,8 @@ class ImageFolderReport:
         caption_dir (`pathlib.Path`, *optional*): `root/captions` if it exists.
         scale (`int`): GT size / LQ size.
         resolution (`int`, *optional*): the GT crop size that the notes on small images refer to.
-        pairs (`list[ImagePair]`): the usable items, sorted by stem.
+        recursive (`bool`): whether subfolders were scanned (files matched by their path inside the folders).
+        pairs (`list[ImagePair]`): the usable items, sorted by key.
         problems (`list[tuple[pathlib.Path, str]]`): `(path, message)` for every file that cannot be used.
         notes (`list[tuple[pathlib.Path, str]]`): `(path, message)` for what is handled but worth knowing (padded
             small images, ignored files, captions without images).
@@ -109,6 +126,7 @@ class ImageFolderReport:
     caption_dir: Path | None
     scale: int
     resolution: int | None = None
+    recursive: bool = False
     pairs: list[ImagePair] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[tuple[Path, str]] = field(default_factory=list)
@@ -141,10 +159,19 @@ class ImageFolderReport:
             layout += f", captions in {CAPTION_FOLDER}/"
         if self.resolution is not None:
             layout += f", crop {self.resolution}"
+        if self.recursive:
+            layout += ", with subfolders"
         lines = [
             f"Image folder {str(self.root)!r} ({layout}): {len(self.pairs)} usable, "
             f"{_count(len(self.problems), 'problem')}, {_count(len(self.notes), 'note')}."
         ]
+        counts = self.folder_counts()
+        if self.recursive and len(counts) > 1:
+            lines.append("By subfolder:")
+            for folder, (usable, problems) in list(counts.items())[:max_entries]:
+                lines.append(f"  {folder or '.'}/: {usable} usable, {_count(problems, 'problem')}")
+            if len(counts) > max_entries:
+                lines.append(f"  ... and {len(counts) - max_entries} more subfolders")
         for title, entries in (("Problems (these files are not used)", self.problems), ("Notes", self.notes)):
             if not entries:
                 continue
@@ -155,8 +182,27 @@ class ImageFolderReport:
                 lines.append(f"  ... and {len(entries) - max_entries} more")
         return "\n".join(lines)
 
+    def folder_counts(self) -> dict[str, tuple[int, int]]:
+        r"""
+        `(usable, problems)` per subfolder, sorted: the folder of each key (`"0001000"` for `"0001000/0000001"`,
+        `""` for the top), a problem counted in the subfolder its file lies in, inside `gt/`, `lq/` or `captions/`.
+        """
+        counts: dict[str, list[int]] = {}
+        for pair in self.pairs:
+            counts.setdefault(Path(pair.key).parent.as_posix().removeprefix("."), [0, 0])[0] += 1
+        tops = [folder for folder in (self.gt_dir, self.lq_dir, self.caption_dir) if folder is not None]
+        for path, _ in self.problems:
+            top = next((folder for folder in tops if path.is_relative_to(folder) and path != folder), None)
+            folder = path.parent.relative_to(top).as_posix().removeprefix(".") if top is not None else ""
+            counts.setdefault(folder, [0, 0])[1] += 1
+        return {folder: (usable, problems) for folder, (usable, problems) in sorted(counts.items())}
+
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+
+
+def _key_text(key: str) -> str:
+    return f"stem {key!r}" if "/" not in key else f"path {key!r} (without extension)"
 
 
 def _count(number: int, noun: str) -> str:
@@ -168,29 +214,43 @@ def _size_text(size: tuple[int, int]) -> str:
 
 
 def _list_images(
-    directory: Path, report: ImageFolderReport, ignored_folders: tuple[str, ...]
+    directory: Path, report: ImageFolderReport, ignored_folders: tuple[str, ...], recursive: bool = False
 ) -> tuple[dict[str, Path], set[str]]:
-    """Images directly in `directory` by stem; stems with several files are reported and returned separately."""
-    by_stem: dict[str, list[Path]] = {}
-    for path in sorted(directory.iterdir()):
-        if path.name.startswith("."):
-            continue
-        if path.is_dir():
-            if path.name not in ignored_folders:
-                report.notes.append((path, "subfolder not scanned (only files directly in the folder are used)"))
-        elif path.suffix.lower() in IMAGE_EXTENSIONS:
-            by_stem.setdefault(path.stem, []).append(path)
-        else:
-            report.notes.append((path, f"ignored: not an image extension (accepted: {', '.join(IMAGE_EXTENSIONS)})"))
-    duplicated = {stem for stem, paths in by_stem.items() if len(paths) > 1}
-    for stem in sorted(duplicated):
-        names = [path.name for path in by_stem[stem]]
-        for path in by_stem[stem]:
+    """Images in `directory` (with `recursive`, in its subfolders too, hidden ones and the top-level
+    `ignored_folders` left out) by key, the relative path without extension; keys with several files are reported
+    and returned separately."""
+    by_key: dict[str, list[Path]] = {}
+    folders = [directory]
+    while folders:
+        folder = folders.pop()
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith("."):
+                continue
+            if path.is_dir():
+                if folder == directory and path.name in ignored_folders:
+                    continue
+                if recursive:
+                    folders.append(path)
+                else:
+                    report.notes.append(
+                        (path, "subfolder not scanned (only files directly in the folder are used; scan with "
+                               "recursive=True, --train_data_recursive in training, to use subfolders)")
+                    )  # fmt: skip
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
+                by_key.setdefault(path.relative_to(directory).with_suffix("").as_posix(), []).append(path)
+            else:
+                accepted = ", ".join(IMAGE_EXTENSIONS)
+                report.notes.append((path, f"ignored: not an image extension (accepted: {accepted})"))
+    duplicated = {key for key, paths in by_key.items() if len(paths) > 1}
+    for key in sorted(duplicated):
+        names = [path.name for path in by_key[key]]
+        for path in by_key[key]:
             others = ", ".join(name for name in names if name != path.name)
+            where = path.parent.relative_to(directory.parent).as_posix()
             report.problems.append(
-                (path, f"duplicate stem {stem!r} (also {others}); keep exactly one file per stem in {directory.name}/")
+                (path, f"duplicate stem {path.stem!r} (also {others}); keep exactly one file per stem in {where}/")
             )
-    return {stem: paths[0] for stem, paths in by_stem.items() if stem not in duplicated}, duplicated
+    return {key: paths[0] for key, paths in by_key.items() if key not in duplicated}, duplicated
 
 
 def _read_header(path: Path) -> tuple[tuple[int, int] | None, str | None]:
@@ -228,7 +288,9 @@ def _check_root(root: Any) -> Path:
     return path
 
 
-def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int | None = None) -> ImageFolderReport:
+def scan_image_folder(
+    root: str | os.PathLike, scale: int = 4, resolution: int | None = None, recursive: bool = False
+) -> ImageFolderReport:
     r"""
     Check an image folder once and report every problem, instead of failing in the middle of an epoch.
 
@@ -236,8 +298,9 @@ def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int |
     (`a.png` and `a.jpg`), images PIL cannot decode in full (truncated or corrupt: every image is decoded once), LQ
     size different from GT size / `scale` (the GT size must be exactly `scale` times the LQ size), captions that are
     not UTF-8, `lq/` without `gt/`, a folder without images. Notes (handled, worth knowing): GT images with a side
-    smaller than `resolution` (the dataset pads them by mirroring), subfolders and non-image files (ignored), captions
-    without an image.
+    smaller than `resolution` (the dataset pads them by mirroring), subfolders (without `recursive`) and non-image
+    files (ignored), captions without an image. With `recursive`, files are matched by their path inside `gt/`, `lq/`
+    and `captions/` (see the module docstring) and the report counts per subfolder.
 
     Every image is decoded once, so a file whose header is intact but whose pixel data is truncated (a JPEG cut short,
     say) is reported here rather than failing mid-training.
@@ -246,9 +309,11 @@ def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int |
         root (`str` or `os.PathLike`): the folder (see the module docstring for the layout).
         scale (`int`, *optional*, defaults to 4): GT size / LQ size.
         resolution (`int`, *optional*): the GT crop size; with it, images smaller than the crop get a note.
+        recursive (`bool`, *optional*, defaults to `False`): also scan the subfolders (hidden ones left out; in a
+            plain folder, its top-level `captions/` and `lq/` are not image folders).
 
     Returns:
-        `ImageFolderReport`: the usable pairs (sorted by stem), the problems and the notes.
+        `ImageFolderReport`: the usable pairs (sorted by key), the problems and the notes.
     """
     root = _check_root(root)
     _check_int("scale", scale, 1)
@@ -265,13 +330,15 @@ def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int |
         caption_dir=caption_dir,
         scale=scale,
         resolution=resolution,
+        recursive=recursive,
     )
     if plain and lq_dir.is_dir():
         report.problems.append(
             (lq_dir, f"{LQ_FOLDER}/ without {GT_FOLDER}/: put the GT images in {GT_FOLDER}/ next to {LQ_FOLDER}/")
         )
-    gt_files, gt_duplicated = _list_images(report.gt_dir, report, (CAPTION_FOLDER, LQ_FOLDER) if plain else ())
-    lq_files, lq_duplicated = _list_images(report.lq_dir, report, ()) if report.lq_dir else ({}, set())
+    ignored = (CAPTION_FOLDER, LQ_FOLDER) if plain else ()
+    gt_files, gt_duplicated = _list_images(report.gt_dir, report, ignored, recursive)
+    lq_files, lq_duplicated = _list_images(report.lq_dir, report, (), recursive) if report.lq_dir else ({}, set())
     if not gt_files and not gt_duplicated:
         report.problems.append((report.gt_dir, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder"))
 
@@ -279,15 +346,15 @@ def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int |
     with ThreadPoolExecutor(max_workers=min(_SCAN_THREADS, max(len(paths), 1))) as pool:
         headers = dict(zip(paths, pool.map(_read_header, paths)))
 
-    for stem in sorted(gt_files.keys() | lq_files.keys()):
-        if stem in gt_duplicated or stem in lq_duplicated:
+    for key in sorted(gt_files.keys() | lq_files.keys()):
+        if key in gt_duplicated or key in lq_duplicated:
             continue  # already reported
-        gt_path, lq_path = gt_files.get(stem), lq_files.get(stem)
+        gt_path, lq_path = gt_files.get(key), lq_files.get(key)
         if gt_path is None:
-            report.problems.append((lq_path, f"LQ image without GT: no image with stem {stem!r} in {GT_FOLDER}/"))
+            report.problems.append((lq_path, f"LQ image without GT: no image with {_key_text(key)} in {GT_FOLDER}/"))
             continue
         if report.lq_dir is not None and lq_path is None:
-            report.problems.append((gt_path, f"GT image without LQ: no image with stem {stem!r} in {LQ_FOLDER}/"))
+            report.problems.append((gt_path, f"GT image without LQ: no image with {_key_text(key)} in {LQ_FOLDER}/"))
             continue
         usable = True
         for path in (gt_path, lq_path):
@@ -312,10 +379,10 @@ def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int |
             )
             continue
         caption = ""
-        if caption_dir is not None and (caption_dir / f"{stem}.txt").is_file():
-            caption, error = _read_caption(caption_dir / f"{stem}.txt")
+        if caption_dir is not None and (caption_dir / f"{key}.txt").is_file():
+            caption, error = _read_caption(caption_dir / f"{key}.txt")
             if error is not None:
-                report.problems.append((caption_dir / f"{stem}.txt", error))
+                report.problems.append((caption_dir / f"{key}.txt", error))
                 continue
         if resolution is not None and min(gt_size) < resolution:
             report.notes.append(
@@ -325,13 +392,14 @@ def scan_image_folder(root: str | os.PathLike, scale: int = 4, resolution: int |
                     "at the bottom/right edge",
                 )
             )
-        report.pairs.append(ImagePair(stem, gt_path, gt_size, lq_path, lq_size, caption))
+        report.pairs.append(ImagePair(gt_path.stem, gt_path, gt_size, lq_path, lq_size, caption, key))
 
     if caption_dir is not None:
-        image_stems = gt_files.keys() | lq_files.keys() | gt_duplicated | lq_duplicated
-        for path in sorted(caption_dir.glob("*.txt")):
-            if path.stem not in image_stems:
-                report.notes.append((path, f"caption without an image (no image with stem {path.stem!r})"))
+        image_keys = gt_files.keys() | lq_files.keys() | gt_duplicated | lq_duplicated
+        for path in sorted(caption_dir.rglob("*.txt") if recursive else caption_dir.glob("*.txt")):
+            key = path.relative_to(caption_dir).with_suffix("").as_posix()
+            if key not in image_keys and not any(part.startswith(".") for part in Path(key).parts):
+                report.notes.append((path, f"caption without an image (no image with {_key_text(key)})"))
     return report
 
 
@@ -380,7 +448,7 @@ class PairedImageFolder(torch.utils.data.Dataset):
     - `"lq"` (only when `has_lq`): `(3, resolution // scale, resolution // scale)` in `[0, 1]`, the LQ crop at the same
       place (crop positions are drawn on the LQ grid and multiplied by `scale` for the GT);
     - `"caption"`: `str`, `""` without caption file or when dropped (`null_text_ratio`);
-    - `"stem"`: `str`, the file stem.
+    - `"stem"`: `str`, the file stem (see `ImagePair.key` for what pairs files in a nested folder).
 
     Images are converted like the pipeline's inputs (`image_ops.to_tensor_batch`): grey is replicated to RGB, alpha
     is dropped (no compositing), palette and other modes go through `PIL.Image.convert("RGB")`, 16-bit images
@@ -407,6 +475,8 @@ class PairedImageFolder(torch.utils.data.Dataset):
             scan finds problems; `"skip"` logs the report as a warning and uses the usable pairs only.
         center_crop (`bool`, *optional*, defaults to `False`): crop at the centre (for validation); takes precedence
             over `random_crop`.
+        recursive (`bool`, *optional*, defaults to `False`): also use the images of subfolders, matching GT, LQ and
+            caption files by their path inside `gt/`, `lq/` and `captions/` (an LSDIR-like nested tree).
 
     Raises:
         `ValueError`: for invalid arguments, for scan problems with `on_problem="error"`, and for a folder without any
@@ -424,6 +494,7 @@ class PairedImageFolder(torch.utils.data.Dataset):
         seed: int = 0,
         on_problem: str = "error",
         center_crop: bool = False,
+        recursive: bool = False,
     ):
         _check_int("scale", scale, 1)
         _check_int("resolution", resolution, 1)
@@ -445,7 +516,9 @@ class PairedImageFolder(torch.utils.data.Dataset):
         if on_problem not in ON_PROBLEM_CHOICES:
             raise ValueError(f"`on_problem` must be one of {ON_PROBLEM_CHOICES}, got {on_problem!r}.")
 
-        self.report = scan_image_folder(root, scale=scale, resolution=resolution)
+        if not isinstance(recursive, bool):
+            raise ValueError(f"`recursive` must be a bool, got {recursive!r}.")
+        self.report = scan_image_folder(root, scale=scale, resolution=resolution, recursive=recursive)
         if not self.report.pairs:
             raise ValueError(
                 f"{self.report.format()}\nNo usable images: put GT images in {str(self.report.root / GT_FOLDER)!r} "

@@ -99,6 +99,12 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         required=True,
         help="gt/ (+ optional lq/, captions/) folder, or a folder of HQ images degraded on the fly.",
     )
+    data.add_argument(
+        "--train_data_recursive",
+        action="store_true",
+        help="Also use the images in subfolders (an LSDIR-like tree): gt/, lq/ and captions/ files are matched by "
+        "their path inside those folders.",
+    )
     data.add_argument("--resolution", type=int, default=512, help="Training crop size (HQ pixels).")
     data.add_argument("--scale", type=int, default=4, help="Super-resolution factor of the LQ images.")
     data.add_argument(

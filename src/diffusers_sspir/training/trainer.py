@@ -155,6 +155,7 @@ def make_dataset(args: argparse.Namespace) -> tuple[PairedImageFolder, RealESRGA
             null_text_ratio=args.null_text_ratio,
             seed=args.seed,
             on_problem="skip" if args.skip_bad_files else "error",
+            recursive=getattr(args, "train_data_recursive", False),
         )
     except ValueError as error:
         message = str(error).replace('pass `on_problem="skip"`', "pass --skip_bad_files")
