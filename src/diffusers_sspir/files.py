@@ -7,7 +7,8 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,13 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 """PIL modes of 16-bit grayscale images (PNG and TIFF open as one of them)."""
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly inside `folder` (not in subfolders), by `IMAGE_EXTENSIONS`, sorted by name.
+def scan_folder(folder: str | os.PathLike, recursive: bool = False) -> tuple[list[Path], list[Path]]:
+    """The files of `folder`: `(images, others)`, images by `IMAGE_EXTENSIONS`, each list sorted by the path
+    relative to `folder` (see [`image_key`]).
+
+    Without `recursive`, the files directly inside `folder`; with it, those of every subfolder too, except hidden
+    ones (a file or folder whose name starts with `.`, such as the temporary files of [`write_atomic`]). Links to
+    folders are not followed.
 
     Raises:
         NotADirectoryError: if `folder` is not a folder.
@@ -30,19 +36,53 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder.")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if recursive:
+        files = []
+        for parent, folders, names in os.walk(folder):
+            folders[:] = [name for name in folders if not name.startswith(".")]
+            files.extend(Path(parent, name) for name in names if not name.startswith("."))
+    else:
+        files = [path for path in folder.iterdir() if path.is_file()]
+    files.sort(key=lambda path: path.relative_to(folder).as_posix())
+    images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
+    return images, [path for path in files if path.suffix.lower() not in IMAGE_EXTENSIONS]
 
 
-def check_unique_stems(paths: list[Path]) -> None:
-    """Raises a `ValueError` naming both files when two paths share a file stem (ignoring case, as case-insensitive
-    file systems do), since both would be written to the same `<stem>.*` output."""
+def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The image files of `folder` by `IMAGE_EXTENSIONS`, sorted by their path relative to it: those directly inside
+    it, or with `recursive` those of its subfolders too (hidden ones left out; see [`scan_folder`]).
+
+    Raises:
+        NotADirectoryError: if `folder` is not a folder.
+    """
+    return scan_folder(folder, recursive)[0]
+
+
+def image_key(path: str | os.PathLike, folder: str | os.PathLike | None = None) -> str:
+    """The name an input goes by in the names of its outputs: its path relative to `folder` without the extension,
+    `/`-separated (`"0001000/0000001"` for `folder/0001000/0000001.png`), so that outputs mirror the input tree; the
+    file stem for a file directly in `folder`, or when `folder` is `None`."""
+    path = Path(path)
+    if folder is None:
+        return path.stem
+    return path.relative_to(folder).with_suffix("").as_posix()
+
+
+def check_unique_keys(keys: dict[Path, str]) -> None:
+    """Raises a `ValueError` naming both files when two inputs have the same key (see [`image_key`]; ignoring case,
+    as case-insensitive file systems do), since both would be written to the same `<key>.*` outputs.
+
+    Args:
+        keys (`dict[Path, str]`): each input file → its key.
+    """
     seen: dict[str, Path] = {}
-    for path in paths:
-        other = seen.setdefault(path.stem.casefold(), path)
+    for path, key in keys.items():
+        other = seen.setdefault(key.casefold(), path)
         if other != path:
+            what = "name stem" if "/" not in key else "path (without extension)"
             raise ValueError(
-                f"{other} and {path} have the same name stem {path.stem!r}, so their outputs would overwrite each "
-                "other; rename one of them or process them separately."
+                f"{other} and {path} have the same {what} {key!r}, so their outputs would overwrite each other; "
+                "rename one of them or process them separately."
             )
 
 
@@ -175,12 +215,25 @@ def _claim_is_live(lock: Path) -> bool:
     return True
 
 
+def _remove_partials(paths: Iterable[Path], lock: Path) -> None:
+    """Removes the temporary files of [`write_atomic`] that the dead run of the claim file `lock` left for `paths`
+    (a killed process cannot remove its own)."""
+    try:
+        pid = int(lock.read_text(encoding="utf-8").split()[1])
+    except (OSError, ValueError, IndexError):
+        return
+    for path in paths:
+        for partial in path.parent.glob(f".{glob_escape(path.name)}.{pid}-*.partial"):
+            partial.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
-def claim(path: str | os.PathLike) -> Iterator[bool]:
+def claim(path: str | os.PathLike, others: Iterable[str | os.PathLike] = ()) -> Iterator[bool]:
     """Claims the output `path` for this process while the block runs, so that concurrent runs on one output folder
     never make the same file: yields `True` when claimed (a hidden `.<name>.claim` file next to it, holding the host
     and process id, removed afterwards), `False` when another live run holds it. A claim left by a killed run is
-    taken over."""
+    taken over, and the temporary files that run left for `path` and for `others` (the other outputs made with it)
+    are removed."""
     import socket
 
     lock = Path(path).with_name(f".{Path(path).name}.claim")
@@ -192,7 +245,8 @@ def claim(path: str | os.PathLike) -> Iterator[bool]:
             if _claim_is_live(lock):
                 yield False
                 return
-            lock.unlink(missing_ok=True)  # stale: its run is gone
+            _remove_partials([Path(path), *map(Path, others)], lock)  # stale: its run and half-written files
+            lock.unlink(missing_ok=True)
     else:
         yield False
         return

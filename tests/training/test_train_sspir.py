@@ -2,10 +2,6 @@
 and resumes after an interruption exactly where it stopped."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +18,7 @@ from diffusers_sspir.training.arguments import FULL, parse_args
 from diffusers_sspir.training.train_sspir import build, main
 from diffusers_sspir.training.trainer import LossComputer
 
-from ..network import free_port
+from .. import launch
 from .helpers import RESOLUTION, common_args, make_hq_folder, make_paired_folder, save_sspir, sd_args, smooth_image
 
 
@@ -167,50 +163,13 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path, sd):
     assert progress == {"global_step": 2, "epoch": 0, "batches_in_epoch": 3}
 
 
-HANG_SECONDS = 180  # 15 s on a 2-core machine
-
-
-def descendants(pid: int) -> list[int]:
-    """The processes below `pid`, children first (Linux /proc)."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        children = [child for child, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
-
-
 def test_two_processes_train_with_distributed_data_parallel(tmp_path, sd):
-    """The script under `torchrun` (what `accelerate launch --multi_gpu` runs), on two CPU processes (gloo).
-
-    The processes talk over the loopback interface on a free port: gloo otherwise binds to the address the host name
-    resolves to, which on some machines is not reachable, and the ranks wait for each other forever. If they hang
-    anyway, every process prints where it is (faulthandler, on SIGABRT) before the test fails."""
+    """The script under `torchrun` (what `accelerate launch --multi_gpu` runs), on two CPU processes (gloo)."""
     data = make_hq_folder(tmp_path / "data", count=4)
     output = tmp_path / "run"
     script = Path(__file__).parents[2] / "examples" / "train_sspir.py"
-    command = [sys.executable, "-X", "faulthandler", "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), *sd,
-               *common_args(data, output, steps=2)]  # fmt: skip
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
-           "PYTHONFAULTHANDLER": "1"}  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # fmt: skip
-    try:
-        _, stderr = process.communicate(timeout=HANG_SECONDS)
-    except subprocess.TimeoutExpired:
-        for pid in [*descendants(process.pid), process.pid]:  # the ranks run in sessions of their own
-            os.kill(pid, signal.SIGABRT)  # faulthandler prints every thread's stack
-        _, stderr = process.communicate()
-        pytest.fail(f"two-process training hung for {HANG_SECONDS} s; where each process was:\n{stderr[-6000:]}")
-    assert process.returncode == 0, stderr[-3000:]
+    code, _, stderr = launch.run(2, [str(script), *sd, *common_args(data, output, steps=2)])
+    assert code == 0, stderr[-3000:]
     assert "2 processes, 2 batches per epoch per process" in stderr
     assert (output / "checkpoint-2" / "state.json").is_file()
     SSPIRPipeline.from_pretrained(output)
@@ -398,3 +357,18 @@ def test_user_errors_and_ctrl_c_end_without_a_traceback(tmp_path, sd, capsys, ca
         main([*sd, *common_args(data, tmp_path / "run")])
     assert exit_info.value.code == 130
     assert "Interrupted; no checkpoint was written yet" in capsys.readouterr().err + caplog.text
+
+
+def test_train_data_recursive_reads_a_nested_set_matching_gt_lq_and_captions_by_path(tmp_path, sd):
+    data = make_paired_folder(tmp_path / "data", count=2)
+    for kind, suffix in (("gt", ".png"), ("lq", ".png"), ("captions", ".txt")):
+        (data / kind / "0001000").mkdir()
+        (data / kind / f"img1{suffix}").rename(data / kind / "0001000" / f"img1{suffix}")
+    flat, _ = trainer_module.make_dataset(parse_args(FULL, [*sd, *common_args(data, tmp_path / "run")]))
+    assert [pair.key for pair in flat.pairs] == ["img0"]
+    nested, _ = trainer_module.make_dataset(
+        parse_args(FULL, [*sd, *common_args(data, tmp_path / "run"), "--train_data_recursive"])
+    )
+    assert [(pair.key, pair.caption) for pair in nested.pairs] == [("0001000/img1", "a photo number 1"),
+                                                                 ("img0", "a photo number 0")]  # fmt: skip
+    assert nested.has_lq and nested.pairs[0].lq_path == data / "lq" / "0001000" / "img1.png"

@@ -5,10 +5,18 @@ Each command lives in its own module with an `add_parser(subparsers, parents)` t
 torch, diffusers and the models when they run), so `sspir --help` answers at once.
 
 Exit status: 0 when everything was done (or skipped as already done), 1 when something failed, 2 for bad arguments
-or inputs, 130 when interrupted.
+or inputs, 130 when interrupted (Ctrl-C, or SIGTERM, which is how `torchrun` stops the other processes of a launch
+when one fails: either way a half-written output is removed and the claims are released).
+
+`python -m diffusers_sspir.cli` runs the same command, for launchers that start a module (`torchrun`, `accelerate
+launch`): see `diffusers_sspir.jobs` for how the processes of a launch share the work.
 """
 
 import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 
 from .. import __version__
 from . import caption, degrade, demo, evaluate, info, restore
@@ -44,6 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises `KeyboardInterrupt` inside the block, so that clean-up runs (temporary files, claims); the
+    previous handler is back afterwards. Outside the main thread, where Python cannot set handlers, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs `sspir` with `argv` (defaults to `sys.argv[1:]`) and returns the exit status.
 
@@ -56,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit.code if isinstance(exit.code, int) else 2
     debug = getattr(args, "debug", False)
     try:
-        return args.run(args)
+        with sigterm_interrupts():
+            return args.run(args)
     except CLIError as error:
         if debug:
             raise

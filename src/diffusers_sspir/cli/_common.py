@@ -10,9 +10,10 @@ import glob
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..jobs import one_line
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -36,10 +37,21 @@ def echo(message: str = "", err: bool = False) -> None:
     tqdm.write(message, file=sys.stderr if err else sys.stdout)
 
 
-def one_line(error: BaseException) -> str:
-    """The message of `error` on a single line."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 400 else text[:397] + "..."
+def launch() -> Any:
+    """This process of the launch (`diffusers_sspir.jobs.Processes`): one process, or one of those `torchrun` and
+    `accelerate launch` start; a `CLIError` when their environment variables do not add up."""
+    from ..jobs import Processes
+
+    try:
+        return Processes.from_environment()
+    except ValueError as error:
+        raise CLIError(one_line(error)) from None
+
+
+def say(message: str = "") -> None:
+    """`echo` in the main process only: what a run says once however many processes run it."""
+    if launch().is_main:
+        echo(message)
 
 
 # ------------------------------------------------------------------ arguments
@@ -114,20 +126,39 @@ def check_model_source(flag: str, value: str) -> None:
 
 
 def resolve_device(name: str) -> Any:
-    """The `torch.device` for `--device`, or a `CLIError` when that device is not available."""
+    """The `torch.device` for `--device`, or a `CLIError` when that device is not available.
+
+    Under a distributed launch, `auto` and `cuda` give each process the GPU of its local rank (`cuda:LOCAL_RANK`;
+    all share `cuda:0` when the process sees a single GPU, as with one `CUDA_VISIBLE_DEVICES` per process), and an
+    explicit `cuda:N` is refused, since every process would take the same GPU.
+    """
     import torch
 
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
             raise CLIError(f"--device {name}: no CUDA device is available (torch {torch.__version__}, {build}); "
                            "use --device cpu, or install the torch build for your CUDA version.")  # fmt: skip
-        index = int(name[5:]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise CLIError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices.")
+        processes, count = launch(), torch.cuda.device_count()
+        if processes.is_distributed and ":" in name:
+            raise CLIError(
+                f"--device {name}: with {processes.world_size} processes every one would take this GPU; pass "
+                "--device cuda (or auto): each process takes the GPU of its local rank, cuda:LOCAL_RANK."
+            )
+        index = int(name[5:]) if ":" in name else processes.local_rank if count > 1 else 0
+        if index >= count:
+            if processes.is_distributed:
+                raise CLIError(
+                    f"--device {name}: {processes.local_world_size} processes on this machine but only {count} "
+                    f"CUDA devices; launch at most {count} processes per machine."
+                )
+            raise CLIError(f"--device {name}: there are only {count} CUDA devices.")
+        device = torch.device("cuda", index)
+        torch.cuda.set_device(device)
+        return device
     if name == "mps" and not has_mps:
         raise CLIError("--device mps: MPS (Apple GPU) is not available here; use --device cpu.")
     return torch.device(name)
@@ -167,51 +198,70 @@ def resolve_dtype(name: str, device: Any) -> Any:
 # ------------------------------------------------------------------ inputs
 
 
-def collect_inputs(items: list[str]) -> list[Path]:
-    """The image files named by `items`: files (taken as they are), folders (their images, not recursive) and glob
-    patterns (their matching images, `**` recursive). Each file once, in the order given.
+def add_recursive_argument(parser: argparse.ArgumentParser, what: str = "folders") -> None:
+    parser.add_argument(
+        "--recursive", action="store_true",
+        help=f"also read the images in the subfolders of {what} (hidden ones left out); the outputs mirror the "
+        "input tree",
+    )  # fmt: skip
+
+
+def collect_inputs(items: list[str], recursive: bool = False) -> dict[Path, str]:
+    """The image files named by `items`, each with the key its outputs are named by
+    (`diffusers_sspir.files.image_key`): files (taken as they are; key: their stem), folders (their images, and with
+    `recursive` those of their subfolders; key: the path inside the folder) and glob patterns (their matching
+    images, `**` recursive; key: their stem). Each file once, in the order given.
 
     Raises:
-        CLIError: for an item that names nothing, an empty folder or a pattern that matches no image.
+        CLIError: for an item that names nothing, an empty folder or a pattern that matches no image, and for two
+            inputs with the same key (their outputs would overwrite each other).
     """
-    from ..files import IMAGE_EXTENSIONS, list_images
+    from ..files import IMAGE_EXTENSIONS, check_unique_keys, image_key, scan_folder
 
-    found: dict[Path, Path] = {}
+    found: dict[Path, tuple[Path, str]] = {}
     for item in items:
         path = Path(item)
         if path.is_dir():
-            matches = list_images(path)
-            if not matches:
-                raise CLIError(f"{item}: the folder holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
-            others = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            others = [name for name in others if Path(name).suffix.lower() not in IMAGE_EXTENSIONS]
+            images, others = scan_folder(path, recursive)
+            if not images:
+                where = "nor its subfolders hold" if recursive else "holds"
+                raise CLIError(f"{item}: the folder {where} no images ({', '.join(IMAGE_EXTENSIONS)}).")
+            others = [other for other in others if not other.name.startswith(".")]
             if others:  # a .gif, say: said, not silently left out
-                names = ", ".join(others[:10]) + (", ..." if len(others) > 10 else "")
-                echo(f"{item}: skipping {len(others)} files that are not {'/'.join(IMAGE_EXTENSIONS)} images: {names}")
+                names = [other.relative_to(path).as_posix() for other in others]
+                listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+                say(f"{item}: skipping {len(others)} files that are not {'/'.join(IMAGE_EXTENSIONS)} images: {listed}")
+            matches = [(image, image_key(image, path)) for image in images]
         elif path.is_file():
-            matches = [path]
+            matches = [(path, image_key(path))]
         elif glob.has_magic(item):
             matches = sorted(
-                Path(p) for p in glob.glob(item, recursive=True)
+                (Path(p), image_key(p)) for p in glob.glob(item, recursive=True)
                 if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_EXTENSIONS
             )  # fmt: skip
             if not matches:
                 raise CLIError(f"{item}: no image matches this pattern.")
         else:
             raise CLIError(f"{item}: no such file or folder; pass image files, folders or glob patterns.")
-        for match in matches:
-            found.setdefault(match.resolve(), match)
-    return list(found.values())
-
-
-def check_unique_stems(paths: list[Path]) -> None:
-    """A `CLIError` naming both files when two inputs would be written to the same output name."""
-    from ..files import check_unique_stems as check
-
+        for match, key in matches:
+            found.setdefault(match.resolve(), (match, key))
+    keys = dict(found.values())
     try:
-        check(paths)
+        check_unique_keys(keys)
     except ValueError as error:
         raise CLIError(one_line(error)) from None
+    return keys
+
+
+def check_outside_inputs(flag: str, output: Path, folders: list[Path]) -> None:
+    """A `CLIError` when the output folder lies inside one of the input `folders` read with `--recursive`: the next
+    run would take the outputs for inputs."""
+    for folder in folders:
+        if output.resolve().is_relative_to(folder.resolve()):
+            raise CLIError(
+                f"{flag} {output}: lies inside the input folder {folder}, which --recursive reads, so the next run "
+                "would take the outputs for inputs; choose a folder outside it."
+            )
 
 
 def check_outputs_are_not_inputs(plans: dict[Path, dict[str, Path]]) -> None:
@@ -300,33 +350,21 @@ def check_writable(paths: list[Path], overwrite: bool, what: str) -> None:
 # ------------------------------------------------------------------ summary
 
 
-@dataclass
-class Summary:
-    """Counts of a command over many files, printed at the end.
-
-    Args:
-        verb (`str`): what was done to each file ("restored", "captioned", …).
-    """
-
-    verb: str
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    def fail(self, name: str, reason: str) -> None:
-        self.failed[name] = reason
-        echo(f"failed: {name}: {reason}", err=True)
-
-    def report(self) -> int:
-        """Prints `done / skipped / failed` with the reasons and returns the exit status (1 if anything failed)."""
-        parts = [f"{self.verb} {len(self.done)}"]
-        if self.skipped:
-            parts.append(f"skipped {len(self.skipped)} already done (--overwrite redoes them)")
-        parts.append(f"failed {len(self.failed)}")
-        echo(", ".join(parts) + ("." if not self.failed else ":"))
-        for name, reason in self.failed.items():
-            echo(f"  {name}: {reason}")
-        return 1 if self.failed else 0
+def report(result: Any, verb: str) -> int:
+    """Prints (in the main process) `done / skipped / failed` of a `diffusers_sspir.jobs.JobResult`, with the reason
+    of each failure, and returns the exit status: 1 if anything failed in any process, else 0."""
+    if result.elsewhere:
+        names = ", ".join(map(str, result.elsewhere))
+        say(f"left {len(result.elsewhere)} images to another run that is making them: {names}")
+    parts = [f"{verb} {len(result.done)}"]
+    skipped = len(result.skipped) + len(result.elsewhere)
+    if skipped:
+        parts.append(f"skipped {skipped} already done (--overwrite redoes them)")
+    parts.append(f"failed {len(result.failed)}")
+    say(", ".join(parts) + ("." if not result.failed else ":"))
+    for path, reason in result.failed.items():
+        say(f"  {path}: {reason}")
+    return 1 if result.failed else 0
 
 
 def run_each(
@@ -336,10 +374,11 @@ def run_each(
     desc: str,
     start: Callable[[], Callable[[Path, dict[str, Path]], None]],
 ) -> int:
-    """The loop of `restore` and `degrade`: skips the inputs whose outputs all exist (unless `--overwrite`), calls
-    `start()` once if anything is left (it loads what the work needs and returns the function that makes one input's
-    outputs), runs that function on each remaining input behind a progress bar, records each failure and goes on, and
-    prints the summary.
+    """The loop of `restore` and `degrade` (`diffusers_sspir.jobs.run_jobs`, one input at a time), in this process's
+    share of the inputs when the command runs in several (torchrun, accelerate launch): skips the inputs whose
+    outputs all exist (unless `--overwrite`), calls `start()` once if anything is left (it loads what the work needs
+    and returns the function that makes one input's outputs), runs that function on each remaining input behind one
+    progress bar, records each failure and goes on, and prints the summary of all processes.
 
     Args:
         plans (`dict[Path, dict[str, Path]]`): each input → the files it is made into.
@@ -351,41 +390,42 @@ def run_each(
     Returns:
         `int`: the exit status (1 if some input failed).
     """
-    summary = Summary(verb)
-    todo = {}
-    for path, outputs in plans.items():
-        if args.overwrite or not all(output.exists() for output in outputs.values()):
-            todo[path] = outputs
-        else:
-            summary.skipped.append(str(path))
-    if summary.skipped:
-        echo(f"skipping {len(summary.skipped)} of {len(plans)} images already {verb} in {args.output_dir}")
-    if todo:
-        from tqdm.auto import tqdm
 
-        from ..files import claim
-
+    def start_batches() -> Callable[[list[tuple[Path, dict[str, Path]]]], None]:
         make = start()
-        claimed_elsewhere = []
-        for path, outputs in tqdm(todo.items(), desc=desc, unit="image", position=0, disable=None):
-            primary = next(iter(outputs.values()))
-            primary.parent.mkdir(parents=True, exist_ok=True)
-            with claim(primary) as mine:
-                if not mine:  # another run (same output folder) is making it now
-                    claimed_elsewhere.append(str(path))
-                    continue
-                if not args.overwrite and all(output.exists() for output in outputs.values()):
-                    summary.skipped.append(str(path))  # another run finished it since the start of this one
-                    continue
-                try:
-                    make(path, outputs)
-                    summary.done.append(str(path))
-                except Exception as error:  # one bad image does not stop the others
-                    if getattr(args, "debug", False):
-                        raise
-                    summary.fail(str(path), one_line(error))
-        if claimed_elsewhere:
-            names = ", ".join(claimed_elsewhere)
-            echo(f"left {len(claimed_elsewhere)} images to another run that is making them: {names}")
-            summary.skipped.extend(claimed_elsewhere)
-    return summary.report()
+
+        def make_batch(batch: list[tuple[Path, dict[str, Path]]]) -> None:
+            ((path, outputs),) = batch
+            make(path, outputs)
+
+        return make_batch
+
+    return run_batches(plans, args, verb, desc, start_batches)
+
+
+def run_batches(
+    plans: dict[Path, dict[str, Path]],
+    args: argparse.Namespace,
+    verb: str,
+    desc: str,
+    start: Callable[[], Callable[[list[tuple[Path, dict[str, Path]]]], dict[Path, str] | None]],
+    batch_size: int = 1,
+    where: Path | None = None,
+) -> int:
+    """`run_each` for work done `batch_size` inputs at a time: `start()` returns `make(batch)`, which returns the
+    failed inputs of the batch with their reasons (see `diffusers_sspir.jobs.run_jobs`). `where` names the output
+    folder in messages (default: `args.output_dir`)."""
+    from ..jobs import JobGroup, run_jobs
+
+    def pending(todo: int, done: int) -> None:
+        if done:
+            echo(f"skipping {done} of {todo + done} images already {verb} in {where or args.output_dir}")
+
+    processes = launch()
+    with JobGroup(processes) as group:
+        result = run_jobs(
+            plans, start, overwrite=args.overwrite, batch_size=batch_size, group=group, desc=desc,
+            debug=getattr(args, "debug", False), on_pending=pending,
+            on_failure=lambda path, reason: echo(f"failed: {path}: {reason}", err=True),
+        )  # fmt: skip
+    return report(result, verb)

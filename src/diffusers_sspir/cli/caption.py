@@ -6,10 +6,11 @@ from typing import Any
 
 from ..captioners.spec import CAPTIONER_SPEC_HELP
 from . import _common
-from ._common import CLIError, echo, one_line
+from ._common import CLIError, one_line
 
-DESCRIPTION = """Caption every image of a folder (not its subfolders) into DIR/captions/<stem>.txt
-(for the gt/ or lq/ folder of a training set: into the captions/ folder next to it, where training reads them).
+DESCRIPTION = """Caption every image of a folder into DIR/captions/<stem>.txt (for the gt/ or lq/ folder of
+a training set: into the captions/ folder next to it, where training reads them). With --recursive,
+the images of its subfolders too: captions/a/b.txt for DIR/a/b.png, as training reads a nested set.
 
 The captioner is a vision-language model, a folder or Hub id that transformers'
 AutoModelForImageTextToText loads (LLaVA-1.5 in the llava-hf format, Qwen2-VL, SmolVLM,
@@ -47,6 +48,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--seed", type=_common.seed, default=0, metavar="N", help="seed of the captioner's sampling (default: 0)"
     )
     _common.add_device_arguments(parser)
+    _common.add_recursive_argument(parser, "DIR")
     parser.add_argument("--overwrite", action="store_true", help="caption again images that have a caption")
     parser.set_defaults(run=run)
 
@@ -57,7 +59,7 @@ def load_captioner(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..captioners.folder import caption_folder, pending_images
+    from ..captioners.folder import caption_plans, caption_writer
 
     if args.captioner == "none":
         raise CLIError("--captioner none: nothing to caption with; pass a vision-language model or fixed:TEXT.")
@@ -65,23 +67,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         raise CLIError(f"{args.folder}: no such folder; pass the folder of images to caption.")
     try:
-        todo, done, output_dir = pending_images(args.folder, args.output, args.overwrite)
+        plans, output_dir = caption_plans(args.folder, args.output, args.recursive)
     except ValueError as error:
         raise CLIError(one_line(error)) from None
-    if not todo and not done:
-        raise CLIError(f"{args.folder}: the folder holds no images.")
-    if todo:
+    if not plans:
+        where = "nor its subfolders hold" if args.recursive else "holds"
+        raise CLIError(f"{args.folder}: the folder {where} no images.")
+    if args.overwrite or not all(outputs["caption"].exists() for outputs in plans.values()):
         _common.check_output_folder("--output" if args.output else "the caption folder", output_dir)
-    summary = _common.Summary("captioned", skipped=[str(p) for p in done])
-    if done:
-        echo(f"skipping {len(done)} of {len(todo) + len(done)} images already captioned in {output_dir}")
-    if todo:
-        captioner = load_captioner(args)
-        result = caption_folder(
-            args.folder, captioner, output_dir=output_dir, batch_size=args.batch_size, overwrite=args.overwrite,
-            generator_seed=args.seed,
-        )  # fmt: skip
-        summary.done = [str(p) for p in result.captioned]
-        for path, reason in result.failed.items():
-            summary.fail(str(path), reason)
-    return summary.report()
+
+    def start():
+        return caption_writer(load_captioner(args), generator_seed=args.seed)
+
+    return _common.run_batches(
+        plans, args, "captioned", "captioning", start, batch_size=args.batch_size, where=output_dir
+    )

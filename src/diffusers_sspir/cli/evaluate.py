@@ -17,7 +17,9 @@ BUILTIN_METRICS = {"psnr": ("psnr", "psnr_y"), "ssim": ("ssim", "ssim_y")}
 PYIQA_METRICS = ("lpips", "dists", "niqe", "musiq", "maniqa", "clipiqa")
 """Suggested pyiqa metrics; any other name pyiqa knows works too."""
 
-DESCRIPTION = """Compare restored images (--pred) with their ground truth (--gt), paired by file stem.
+DESCRIPTION = """Compare restored images (--pred) with their ground truth (--gt), paired by file stem
+(with --recursive, by their path inside the folders without extension: restored/a/b.png with
+gt/a/b.png; the comparison/ and structure/ folders of sspir restore are left out of --pred).
 
 psnr and ssim are computed as BasicSR computes them for restoration papers: on 8-bit
 images with --crop-border pixels removed from each side, in RGB and on the Y channel of
@@ -68,6 +70,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="DEVICE",
         help="for pyiqa metrics (default: auto)",
     )
+    _common.add_recursive_argument(parser, "--pred and --gt")
     parser.add_argument("--overwrite", action="store_true", help="replace existing CSV/JSON files")
     parser.set_defaults(run=run)
 
@@ -145,19 +148,31 @@ def evaluate_pair(
     return values
 
 
-def pair_files(pred_dir: Path, gt_dir: Path) -> tuple[dict[str, tuple[Path, Path]], list[Path], list[Path]]:
-    """`(stem → (pred, gt), unpaired pred files, unpaired gt files)`."""
-    from ..files import list_images
+def pair_files(
+    pred_dir: Path, gt_dir: Path, recursive: bool = False
+) -> tuple[dict[str, tuple[Path, Path]], list[Path], list[Path]]:
+    """`(key → (pred, gt), unpaired pred files, unpaired gt files)`; the key is the stem, or with `recursive` the
+    path inside the folder without extension (`diffusers_sspir.files.image_key`)."""
+    from ..files import check_unique_keys, image_key, list_images
+    from .restore import COMPARISON_FOLDER, STRUCTURE_FOLDER
 
+    keys = {}
     for flag, folder in (("--pred", pred_dir), ("--gt", gt_dir)):
         if not folder.is_dir():
             raise CLIError(f"{flag} {folder}: no such folder.")
-    pred, gt = list_images(pred_dir), list_images(gt_dir)
-    _common.check_unique_stems(pred)
-    _common.check_unique_stems(gt)
-    gt_by_stem = {p.stem: p for p in gt}
-    pairs = {p.stem: (p, gt_by_stem[p.stem]) for p in pred if p.stem in gt_by_stem}
-    return pairs, [p for p in pred if p.stem not in pairs], [p for p in gt if p.stem not in pairs]
+        images = {path: image_key(path, folder) for path in list_images(folder, recursive)}
+        if flag == "--pred" and recursive:
+            extras = (f"{COMPARISON_FOLDER}/", f"{STRUCTURE_FOLDER}/")
+            images = {path: key for path, key in images.items() if not key.startswith(extras)}
+        try:
+            check_unique_keys(images)
+        except ValueError as error:
+            raise CLIError(one_line(error)) from None
+        keys[flag] = images
+    gt_by_key = {key: path for path, key in keys["--gt"].items()}
+    pairs = {key: (path, gt_by_key[key]) for path, key in keys["--pred"].items() if key in gt_by_key}
+    unpaired_pred = [path for path, key in keys["--pred"].items() if key not in pairs]
+    return pairs, unpaired_pred, [path for path, key in keys["--gt"].items() if key not in pairs]
 
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -198,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     from ..files import write_atomic
 
     builtin, pyiqa_names = parse_metrics(args.metrics)
-    pairs, unpaired_pred, unpaired_gt = pair_files(args.pred, args.gt)
+    pairs, unpaired_pred, unpaired_gt = pair_files(args.pred, args.gt, args.recursive)
     if not pairs:
         raise CLIError(f"--pred {args.pred} and --gt {args.gt}: no image has a partner with the same file stem.")
     csv_path, json_path = output_paths(args)
@@ -227,9 +242,11 @@ def run(args: argparse.Namespace) -> int:
     if identical:
         names = ", ".join(identical[:10]) + (", ..." if len(identical) > 10 else "")
         echo(f"identical: {len(identical)} pairs are pixel-identical (PSNR inf), left out of the PSNR means: {names}")
+    unpaired_pred = [path.relative_to(args.pred).as_posix() for path in unpaired_pred]
+    unpaired_gt = [path.relative_to(args.gt).as_posix() for path in unpaired_gt]
     for flag, files in (("--pred", unpaired_pred), ("--gt", unpaired_gt)):
         if files:
-            names = ", ".join(p.name for p in files[:10]) + (", ..." if len(files) > 10 else "")
+            names = ", ".join(map(str, files[:10])) + (", ..." if len(files) > 10 else "")
             echo(f"unpaired: {len(files)} in {flag} without a partner: {names}", err=True)
 
     table = io.StringIO()
@@ -246,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         "count": len(rows), "mean": {c: json_value(v) for c, v in mean.items()},
         "images": {stem: {c: json_value(v) for c, v in values.items()} for stem, values in rows.items()},
         "failed": failed, "identical": identical,
-        "unpaired": {"pred": [p.name for p in unpaired_pred], "gt": [p.name for p in unpaired_gt]},
+        "unpaired": {"pred": unpaired_pred, "gt": unpaired_gt},
     }  # fmt: skip
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(csv_path, table.getvalue())

@@ -67,7 +67,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "restore", parents=parents, help="restore (and upscale) images with an SSP-IR pipeline",
         description=DESCRIPTION, epilog=EPILOG, formatter_class=_common.HelpFormatter,
     )  # fmt: skip
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (not recursive) or globs")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUTDIR", help="where to write")
     parser.add_argument(
         "--model",
@@ -131,6 +131,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="also write structure/<stem>.png: the structure processor's RGB prediction at the output size",
     )
+    _common.add_recursive_argument(parser, "the INPUT folders")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.set_defaults(run=run)
 
@@ -152,15 +153,16 @@ def check_tiling_arguments(args: argparse.Namespace, factor: int | None = None) 
         raise CLIError(flags) from error
 
 
-def planned_outputs(path: Path, args: argparse.Namespace) -> dict[str, Path]:
-    """The files `path` is restored into: `image`, and `caption` and `comparison` when asked for."""
-    outputs = {"image": args.output_dir / f"{path.stem}.png"}
+def planned_outputs(key: str, args: argparse.Namespace) -> dict[str, Path]:
+    """The files the input of key `key` (`diffusers_sspir.files.image_key`: its stem, or its path inside a folder
+    read with --recursive) is restored into: `image`, and `caption`, `comparison` and `structure` when asked for."""
+    outputs = {"image": args.output_dir / f"{key}.png"}
     if args.save_caption:
-        outputs["caption"] = args.output_dir / f"{path.stem}.txt"
+        outputs["caption"] = args.output_dir / f"{key}.txt"
     if args.save_comparison:
-        outputs["comparison"] = args.output_dir / COMPARISON_FOLDER / f"{path.stem}.png"
+        outputs["comparison"] = args.output_dir / COMPARISON_FOLDER / f"{key}.png"
     if args.save_structure:
-        outputs["structure"] = args.output_dir / STRUCTURE_FOLDER / f"{path.stem}.png"
+        outputs["structure"] = args.output_dir / STRUCTURE_FOLDER / f"{key}.png"
     return outputs
 
 
@@ -175,13 +177,15 @@ def load_pipeline(args: argparse.Namespace) -> Any:
             model = demo_model_path()
         except FileNotFoundError as error:
             raise CLIError(f"{error} Or pass --model.") from error
-        echo(
+        _common.say(
             "no --model given: using the bundled demo model (a small model trained on a dozen photos, not the paper's "
             "model; see docs/demo_model.md)"
         )
     else:
         model = os.path.expanduser(args.model)
-    echo(f"loading {args.model or model} on {device} ({str(dtype).removeprefix('torch.')})")
+    processes = _common.launch()
+    where = f"{device.type} in each of {processes.world_size} processes" if processes.is_distributed else device
+    _common.say(f"loading {args.model or model} on {where} ({str(dtype).removeprefix('torch.')})")
     try:
         with _common.quiet_loading():
             pipe = SSPIRPipeline.from_pretrained(model, dtype=dtype)
@@ -195,7 +199,9 @@ def load_pipeline(args: argparse.Namespace) -> Any:
     pipe.to(device)
     pipe.captioner = _common.load_captioner_spec(args)
     # disable=None: bars on a terminal only, so that logs and pipes get no progress-bar lines
-    pipe.set_progress_bar_config(desc="denoising", leave=False, position=1, disable=None)
+    pipe.set_progress_bar_config(
+        desc="denoising", leave=False, position=1, disable=None if processes.is_main else True
+    )
     return pipe
 
 
@@ -267,25 +273,24 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
         upscaled = PIL.Image.fromarray(rgb8(low_quality)).resize(restored.size, PIL.Image.Resampling.BICUBIC)
         panels = [(f"input (bicubic x{args.upscale:g})", upscaled), ("structure prior", result.structure_images[0]),
                   ("SSP-IR", restored)]  # fmt: skip
-        missing["comparison"].parent.mkdir(exist_ok=True)
         write_atomic(missing["comparison"], make_comparison(panels))
     if "structure" in missing:
-        missing["structure"].parent.mkdir(exist_ok=True)
         write_atomic(missing["structure"], result.structure_images[0])
 
 
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
-    inputs = _common.collect_inputs(args.inputs)
-    _common.check_unique_stems(inputs)
+    inputs = _common.collect_inputs(args.inputs, args.recursive)
     _common.check_output_folder("-o", args.output_dir)
-    plans = {path: planned_outputs(path, args) for path in inputs}
+    if args.recursive:
+        folders = [Path(item) for item in args.inputs if Path(item).is_dir()]
+        _common.check_outside_inputs("-o", args.output_dir, folders)
+    plans = {path: planned_outputs(key, args) for path, key in inputs.items()}
     _common.check_outputs_are_not_inputs(plans)
 
     def start() -> Callable[[Path, dict[str, Path]], None]:
         pipe = load_pipeline(args)
         check_tiling_arguments(args, pipe.vae_scale_factor)
-        args.output_dir.mkdir(parents=True, exist_ok=True)
         return lambda path, outputs: restore_one(pipe, path, outputs, args)
 
     return _common.run_each(plans, args, "restored", "restoring", start)
