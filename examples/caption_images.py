@@ -11,7 +11,8 @@ of any other folder into `FOLDER/captions/`; `--output` chooses) or with one fix
     python examples/caption_images.py train/gt --captioner "fixed:a photo"
 
 Batched, resumable (images that already have a caption are skipped), with a progress bar. `sspir caption` is the same
-on the command line; both call `diffusers_sspir.captioners.caption_folder`.
+on the command line, and runs on many GPUs under torchrun or accelerate launch (docs/cli.md); both call
+`diffusers_sspir.captioners.caption_folder`.
 """
 
 import argparse
@@ -21,7 +22,7 @@ from diffusers_sspir.captioners import CAPTIONER_SPEC_HELP, captioner_from_spec,
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", help="the folder of images (not its subfolders)")
+    parser.add_argument("folder", help="the folder of images (its subfolders too with --recursive)")
     parser.add_argument("--captioner", required=True, metavar="SPEC", help=CAPTIONER_SPEC_HELP)
     parser.add_argument(
         "--output", help="where to write <stem>.txt (default: FOLDER/captions; PARENT/captions for gt/ or lq/)"
@@ -29,6 +30,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=512, help="the longest caption, in tokens")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--recursive", action="store_true", help="also the images of subfolders, into captions/<subfolder>/<stem>.txt"
+    )
     parser.add_argument("--overwrite", action="store_true", help="caption again images that have a caption")
     return parser.parse_args()
 
@@ -57,6 +61,7 @@ def main() -> None:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         generator_seed=args.seed,
+        recursive=args.recursive,
     )
     for path, reason in result.failed.items():
         print(f"failed: {path}: {reason}")

@@ -10,7 +10,7 @@ import pytest
 
 from diffusers_sspir import testing
 from diffusers_sspir.pipelines.pipeline_sspir import EXAMPLE_DOC_STRING
-from tests.captioners.tiny_vlm import make_tiny_llava
+from diffusers_sspir.testing import make_tiny_llava
 from tests.pipelines.test_pipeline_sspir import make_pipe
 
 README = Path(__file__).parents[1] / "README.md"

@@ -218,18 +218,34 @@ class JobResult:
         skipped (`list[Path]`): the inputs whose outputs all existed (at the start, or made meanwhile by another run).
         elsewhere (`list[Path]`): the inputs left to another run that was making them (see [`files.claim`]).
         failed (`dict[Path, str]`): the inputs that could not be made, with the reason.
+        seconds (`float`): wall time of the work, from the moment every process knew its share to the end of the
+            last one; Python's start and imports not included.
+        load_seconds (`float`): the longest time a process spent in `start()` (loading its model) within `seconds`.
+        processes (`int`): how many processes shared the work.
     """
 
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     elsewhere: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    load_seconds: float = 0.0
+    processes: int = 1
 
     def merge(self, other: "JobResult") -> None:
         self.done += other.done
         self.skipped += other.skipped
         self.elsewhere += other.elsewhere
         self.failed.update(other.failed)
+        self.seconds = max(self.seconds, other.seconds)
+        self.load_seconds = max(self.load_seconds, other.load_seconds)
+
+    @property
+    def images_per_second(self) -> float | None:
+        """The throughput once loaded: inputs made (or failed) per second of `seconds` after `load_seconds`;
+        `None` when nothing was made."""
+        count, seconds = len(self.done) + len(self.failed), self.seconds - self.load_seconds
+        return count / seconds if count and seconds > 0 else None
 
 
 def _is_done(outputs: dict[str, Path]) -> bool:
@@ -311,9 +327,11 @@ def run_jobs(
     from tqdm.auto import tqdm
 
     show = progress and processes.is_main and total > 0
+    began = time.perf_counter()
     with tqdm(total=total, desc=desc, unit="image", position=0, disable=None if show else True) as bar:
         try:
             make = start() if todo else None
+            mine.load_seconds = time.perf_counter() - began if todo else 0.0
             for batch in todo:
                 for _, outputs in batch:
                     for output in outputs.values():
@@ -352,7 +370,8 @@ def run_jobs(
             bar.refresh()
         bar.n = group.add("finished", 0)
         bar.refresh()
-    result = JobResult()
+    mine.seconds = time.perf_counter() - began
+    result = JobResult(processes=processes.world_size)
     for part in group.gather(mine):
         result.merge(part)
     order = {path: index for index, path in enumerate(plans)}

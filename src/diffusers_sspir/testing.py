@@ -11,11 +11,13 @@ Everything here loads through the same code paths as real checkpoints: save what
 """
 
 import inspect
+import os
 import tempfile
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     CLIPImageProcessor,
     CLIPTextConfig,
@@ -23,6 +25,11 @@ from transformers import (
     CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModel,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
 )
 
 from .defaults import BRANCH_TYPES, DEFAULT_NEGATIVE_PROMPT
@@ -41,6 +48,8 @@ __all__ = [
     "byte_symbols",
     "make_feature_extractor",
     "make_image_encoder",
+    "make_tiny_llava",
+    "make_vlm_tokenizer",
     "make_sspir_components",
     "make_stable_diffusion_components",
     "make_text_encoder",
@@ -234,6 +243,140 @@ def save_stable_diffusion(root) -> tuple:
     make_image_encoder().save_pretrained(root / "clip")
     make_feature_extractor().save_pretrained(root / "clip")
     return sd, root / "sd", root / "clip"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A tiny vision-language captioner (LLaVA-1.5 in the llava-hf layout)
+# ---------------------------------------------------------------------------------------------------------------------
+
+VLM_IMAGE_SIZE = 32
+VLM_PATCH_SIZE = 8
+VLM_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+VLM_WORDS = [
+    "USER",
+    "ASSISTANT",
+    ":",
+    ".",
+    ",",
+    "a",
+    "an",
+    "the",
+    "image",
+    "in",
+    "of",
+    "if",
+    "we",
+    "very",
+    "detailed",
+    "manner",
+    "remove",
+    "degradation",
+    "artifacts",
+    "from",
+    "describe",
+    "Describe",
+    "photo",
+    "cat",
+    "dog",
+    "red",
+    "blue",
+    "sky",
+    "tree",
+    "house",
+    "with",
+    "and",
+]
+# LLaVA-1.5 template of llava-hf, simplified: "USER: <image>\n{text} ASSISTANT:".
+VLM_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}"
+    "{% endfor %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def make_vlm_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with the LLaVA special tokens; unknown words encode to `<unk>`."""
+    vocab = {token: i for i, token in enumerate(VLM_SPECIAL_TOKENS + VLM_WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+        chat_template=VLM_CHAT_TEMPLATE,
+    )
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def make_tiny_llava(path: str | os.PathLike) -> str:
+    """Builds a tiny random LLaVA-1.5 model (llava-hf layout) and its processor, saves both to `path` and returns
+    `str(path)`: a folder that `VLMCaptioner.from_pretrained` (transformers' `AutoModelForImageTextToText` and
+    `AutoProcessor`) loads like `llava-hf/llava-1.5-7b-hf`. Its captions are random words."""
+    torch.manual_seed(0)
+    tokenizer = make_vlm_tokenizer()
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    vision_config = CLIPVisionConfig(
+        image_size=VLM_IMAGE_SIZE,
+        patch_size=VLM_PATCH_SIZE,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=32,
+    )
+    text_config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    num_patches = (VLM_IMAGE_SIZE // VLM_PATCH_SIZE) ** 2
+    config = LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=image_token_id,
+        image_seq_length=num_patches,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    # A random model may pick `</s>` (or another special token) first and caption nothing: keep to plain words.
+    model.generation_config.suppress_tokens = tokenizer.convert_tokens_to_ids(VLM_SPECIAL_TOKENS)
+
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": VLM_IMAGE_SIZE},
+        crop_size={"height": VLM_IMAGE_SIZE, "width": VLM_IMAGE_SIZE},
+    )
+    # CLIP adds a CLS token that the "default" strategy drops again: `num_patches` image tokens per image.
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=VLM_PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=VLM_CHAT_TEMPLATE,
+    )
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)
 
 
 class SSPIRPipelineTesterMixin:

@@ -7,8 +7,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from diffusers_sspir.captioners import DEFAULT_CAPTION_PROMPT, Captioner, FixedCaptioner, VLMCaptioner
-
-from .tiny_vlm import make_tiny_llava
+from diffusers_sspir.testing import make_tiny_llava
 
 
 def _images(n: int, mode: str = "RGB") -> list[PIL.Image.Image]:

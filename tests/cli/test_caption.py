@@ -8,7 +8,7 @@ import PIL.Image
 import pytest
 
 from diffusers_sspir.captioners import FixedCaptioner, caption_folder
-from tests.captioners.tiny_vlm import make_tiny_llava
+from diffusers_sspir.testing import make_tiny_llava
 
 from .files import write_16bit, write_broken, write_broken_png, write_image, write_rotated_jpeg
 

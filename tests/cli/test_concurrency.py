@@ -29,6 +29,21 @@ def test_claim_of_a_killed_run_is_taken_over_and_another_hosts_is_respected(tmp_
         assert not mine  # a shared folder: another node's run cannot be checked, so it is left alone
 
 
+def test_taking_over_a_killed_runs_claim_removes_the_temporary_files_it_left(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = dead.stdout.strip()
+    (tmp_path / "comparison").mkdir()
+    (tmp_path / ".a.png.claim").write_text(f"{socket.gethostname()} {pid}\n")
+    left = [tmp_path / f".a.png.{pid}-0badc0de.partial", tmp_path / "comparison" / f".a.png.{pid}-12345678.partial"]
+    others = [tmp_path / f".a.png.{os.getpid()}-87654321.partial", tmp_path / f".b.png.{pid}-0badc0de.partial"]
+    for path in left + others:
+        path.write_bytes(b"half an image")
+    with claim(tmp_path / "a.png", [tmp_path / "comparison" / "a.png"]) as mine:
+        assert mine
+        assert not any(path.exists() for path in left)
+    assert all(path.exists() for path in others)  # a live writer's, and another output's
+
+
 def test_restore_leaves_images_another_run_is_making(sspir, tmp_path, model_dir):
     inputs = [write_image(tmp_path / "in" / f"{name}.png", seed=i) for i, name in enumerate("abc")]
     out = tmp_path / "out"

@@ -3,6 +3,7 @@ files as one process, bit for bit, one summary with the totals of all, and a run
 number of processes without redoing or corrupting anything."""
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import PIL.Image
 import pytest
 
 from diffusers_sspir.jobs import JobGroup, Processes, run_jobs
+from diffusers_sspir.testing import make_tiny_llava
 
 from .. import launch
 
@@ -128,12 +130,13 @@ def test_restore_on_two_processes_with_accelerate_matches_one_process(tmp_path, 
     assert tree(tmp_path / "two") == tree(tmp_path / "one")
     assert set(tree(tmp_path / "two")) >= {"0001000/0000001.png", "comparison/0001000/0000003.png", "top.png"}
     assert out.count("restored 4, failed 0.") == 1, out
-    assert out.count("loading") == 1 and "cpu in each of 2 processes" in out
+    assert [line for line in out.splitlines() if line.startswith("loading ")] == [
+        f"loading {model_dir} on cpu in each of 2 processes (float32)"
+    ]
+    assert re.search(r"^4 images in [\d.]+ s on 2 processes: [\d.]+ s loading, then [\d.]+ images/s$", out, re.M)
 
 
 def test_caption_on_two_processes_sends_the_same_batches_through_the_model(tmp_path, sspir):
-    from ..captioners.tiny_vlm import make_tiny_llava
-
     model = make_tiny_llava(tmp_path / "vlm")
     photos = tmp_path / "gt"
     nested_photos(photos, 4, size=32)

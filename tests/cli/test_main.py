@@ -1,5 +1,7 @@
 """The `sspir` entry point: help, cheap import, one-line errors, --debug, the installed console script."""
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -73,3 +75,13 @@ def test_unavailable_device(sspir, tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     run = sspir("caption", tmp_path, "--captioner", tmp_path, "--device", "cuda")
     assert run.code == 2 and "no CUDA device is available" in run.err
+
+
+def test_sigterm_interrupts_the_command_so_that_it_cleans_up_and_the_old_handler_comes_back():
+    from diffusers_sspir.cli import sigterm_interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)  # how torchrun stops the other processes of a launch
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is before

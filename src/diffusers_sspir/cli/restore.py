@@ -22,7 +22,9 @@ DESCRIPTION = """Restore low-quality images with an SSP-IR pipeline, upscaled by
 Writes OUTDIR/<stem>.png for every input. --save-caption adds OUTDIR/<stem>.txt, the
 prompt the image was restored with (caption and added prompt); --save-comparison adds
 OUTDIR/comparison/<stem>.png: bicubic-upscaled input | structure prior | result;
---save-structure adds OUTDIR/structure/<stem>.png, the structure prior alone.
+--save-structure adds OUTDIR/structure/<stem>.png, the structure prior alone. With
+--recursive, the images in the subfolders of INPUT folders too, at the same paths below
+OUTDIR (OUTDIR/a/b.png for INPUT/a/b.jpg, OUTDIR/comparison/a/b.png, ...).
 
 Existing outputs are never replaced without --overwrite, so running the same command again
 restores only what is missing. An unreadable image is reported and the others still run."""
@@ -37,6 +39,8 @@ EPILOG = f"""examples:
   sspir restore photos/ -o out/ --model path/to/sspir --captioner "fixed:a stone bridge" \\
       --save-comparison
   sspir restore big.png -o out/ --model path/to/sspir --tile-size 1024 --tile-overlap 128
+  torchrun --nproc_per_node 8 -m diffusers_sspir.cli restore lq/ -o out/ --recursive \
+      --model path/to/sspir                     (8 GPUs, each image on one of them; docs/cli.md)
 
 schedulers (--scheduler NAME; default: the one saved with the model; --scheduler list
 shows the diffusers class and options of each):
