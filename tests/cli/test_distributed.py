@@ -75,6 +75,30 @@ def test_the_launch_is_read_from_the_launchers_environment():
         Processes().share([1], 0)
 
 
+def test_each_process_of_a_launch_takes_the_gpu_of_its_local_rank(monkeypatch):
+    import torch
+
+    from diffusers_sspir.cli._common import CLIError, resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for name, value in {"WORLD_SIZE": "8", "RANK": "5", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}.items():
+        monkeypatch.setenv(name, value)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+    assert chosen == [torch.device("cuda", 1)] * 2  # made current, for libraries that use the current device
+    with pytest.raises(CLIError, match="--device cuda:2: with 8 processes every one would take this GPU"):
+        resolve_device("cuda:2")
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # one CUDA_VISIBLE_DEVICES per process
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with pytest.raises(CLIError, match="4 processes on this machine but only 2 CUDA devices"):
+        resolve_device("auto")
+
+
 def test_one_process_runs_batches_skips_what_is_done_and_records_failures(tmp_path):
     plans = {tmp_path / f"in{i}": {"out": tmp_path / "out" / f"{i}.txt"} for i in range(5)}
     (tmp_path / "out").mkdir()
@@ -131,7 +155,7 @@ def test_restore_on_two_processes_with_accelerate_matches_one_process(tmp_path, 
     assert set(tree(tmp_path / "two")) >= {"0001000/0000001.png", "comparison/0001000/0000003.png", "top.png"}
     assert out.count("restored 4, failed 0.") == 1, out
     assert [line for line in out.splitlines() if line.startswith("loading ")] == [
-        f"loading {model_dir} on cpu in each of 2 processes (float32)"
+        f"loading {model_dir} on cpu (float32), a copy in each of the 2 processes with work"
     ]
     assert re.search(r"^4 images in [\d.]+ s on 2 processes: [\d.]+ s loading, then [\d.]+ images/s$", out, re.M)
 

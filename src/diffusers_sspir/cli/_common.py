@@ -366,8 +366,9 @@ def report(result: Any, verb: str) -> int:
         say(f"  {path}: {reason}")
     if result.images_per_second is not None:
         count = len(result.done) + len(result.failed)
+        images = f"{count} image{'s' if count > 1 else ''}"
         on = f" on {result.processes} processes" if result.processes > 1 else ""
-        say(f"{count} images in {result.seconds:.1f} s{on}: {result.load_seconds:.1f} s loading, then "
+        say(f"{images} in {result.seconds:.1f} s{on}: {result.load_seconds:.1f} s loading, then "
             f"{result.images_per_second:.2f} images/s")  # fmt: skip
     return 1 if result.failed else 0
 

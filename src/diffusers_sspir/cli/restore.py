@@ -188,8 +188,9 @@ def load_pipeline(args: argparse.Namespace) -> Any:
     else:
         model = os.path.expanduser(args.model)
     processes = _common.launch()
-    where = f"{device.type} in each of {processes.world_size} processes" if processes.is_distributed else device
-    _common.say(f"loading {args.model or model} on {where} ({str(dtype).removeprefix('torch.')})")
+    copies = f", a copy in each of the {processes.world_size} processes with work" if processes.is_distributed else ""
+    where = device.type if processes.is_distributed else device
+    _common.say(f"loading {args.model or model} on {where} ({str(dtype).removeprefix('torch.')}){copies}")
     try:
         with _common.quiet_loading():
             pipe = SSPIRPipeline.from_pretrained(model, dtype=dtype)
