@@ -372,3 +372,71 @@ def test_train_data_recursive_reads_a_nested_set_matching_gt_lq_and_captions_by_
     assert [(pair.key, pair.caption) for pair in nested.pairs] == [("0001000/img1", "a photo number 1"),
                                                                  ("img0", "a photo number 0")]  # fmt: skip
     assert nested.has_lq and nested.pairs[0].lq_path == data / "lq" / "0001000" / "img1.png"
+
+
+def test_train_restorer_only_trains_the_restorer_alone_and_learns(tmp_path, monkeypatch):
+    start = tmp_path / "start"
+    save_sspir(start)
+    data = make_hq_folder(tmp_path / "data", count=2)
+    restorer = ["--structure_residual_blocks", "1", "--structure_residual_channels", "16"]
+    grown = tmp_path / "grown"  # the start, given a restorer by one ordinary step
+    main(["--pretrained_sspir", str(start), *common_args(data, grown, steps=1), *restorer])
+
+    args = parse_args(FULL, ["--pretrained_sspir", str(grown), *common_args(data, tmp_path / "unused"),
+                             "--train_restorer_only", "--rgb_l1_weight", "1"])  # fmt: skip
+    parts = build(args)
+    assert set(parts.trainable) == {
+        name for name, _ in parts.pipe.structure_processor.named_parameters(prefix="structure_processor")
+        if ".preprocessor." in name
+    }  # fmt: skip
+    # nothing but the restorer runs: the diffusion models would fail if they were called
+    for name in ("unet", "controlnet", "vae", "image_encoder", "text_encoder"):
+        monkeypatch.setattr(getattr(parts.pipe, name), "forward", lambda *a, name=name, **k: pytest.fail(name))
+    compute = LossComputer(parts, parts.module, trainer_module.make_dataset(args)[1], torch.float32)
+    batch = {"gt": torch.stack([torch.from_numpy(np.array(smooth_image(i, RESOLUTION))).permute(2, 0, 1) / 255
+                                for i in range(2)]), "caption": ["", ""]}  # fmt: skip
+
+    def loss() -> float:
+        return compute(batch, torch.Generator().manual_seed(0), torch.device("cpu"))["loss"].item()
+
+    optimizer = torch.optim.Adam(list(parts.trainable.values()), lr=1e-2)
+    first = loss()
+    for _ in range(40):
+        terms = compute(batch, torch.Generator().manual_seed(0), torch.device("cpu"))
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+    assert set(terms) == {"rgb_l1", "rgb_fft", "loss"}
+    assert loss() < 0.97 * first  # measured 0.957: from 8-px LQ crops there is little a small restorer can recover
+    monkeypatch.undo()
+
+    output = tmp_path / "run"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    main(["--pretrained_sspir", str(grown), *common_args(data, output, steps=2), "--train_restorer_only"])
+    before, after = SSPIRPipeline.from_pretrained(grown), SSPIRPipeline.from_pretrained(output)
+    changed = {
+        name for name, tensor in after.structure_processor.state_dict().items()
+        if not torch.equal(tensor, before.structure_processor.state_dict()[name])
+    }  # fmt: skip
+    assert changed and all(name.startswith("preprocessor.") for name in changed)
+    for name in ("unet", "controlnet", "image_refiner", "vae"):
+        for key, tensor in getattr(after, name).state_dict().items():
+            assert torch.equal(tensor, getattr(before, name).state_dict()[key]), (name, key)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ([], "has no full-resolution restorer; give it one with --structure_residual_blocks"),
+        (["--train_unet"], "--train_unet has no effect with --train_restorer_only"),
+        (["--gradient_checkpointing"], "--gradient_checkpointing has no effect with --train_restorer_only"),
+    ],
+)
+def test_train_restorer_only_refuses_what_it_cannot_do(tmp_path, capsys, options, message):
+    start = tmp_path / "start"
+    save_sspir(start)
+    data = make_hq_folder(tmp_path / "data", count=1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--pretrained_sspir", str(start), *common_args(data, tmp_path / "run"), "--train_restorer_only",
+              *options])  # fmt: skip
+    assert message in f"{exit_info.value.code} {capsys.readouterr().err}"

@@ -3,9 +3,16 @@
 
 from .checkpoint import TrainingProgress, list_checkpoints, load_checkpoint, save_checkpoint
 from .losses import diffusion_target, fft_l1, structure_prior_loss
-from .module import SSPIRTrainingModule, select_full_training_parameters, trainable_parameters
+from .module import (
+    RestorerTrainingModule,
+    SSPIRTrainingModule,
+    select_full_training_parameters,
+    select_restorer_parameters,
+    trainable_parameters,
+)
 
 __all__ = [
+    "RestorerTrainingModule",
     "SSPIRTrainingModule",
     "TrainingProgress",
     "diffusion_target",
@@ -14,6 +21,7 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "select_full_training_parameters",
+    "select_restorer_parameters",
     "structure_prior_loss",
     "trainable_parameters",
 ]

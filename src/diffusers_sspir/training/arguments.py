@@ -81,6 +81,13 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
             "whole-UNet domain fine-tune).",
         )
         model.add_argument(
+            "--train_restorer_only",
+            action="store_true",
+            help="Train only the structure processor's full-resolution restorer, on the structure loss of its own "
+            "output (--rgb_l1_weight, --rgb_fft_weight): nothing else runs, and the rest of the model is saved as "
+            "loaded. Pretrains the structure prior for fidelity, as BasicSR trains MSRResNet for PSNR.",
+        )
+        model.add_argument(
             "--freeze_text_attention",
             action="store_true",
             help="Keep the text cross-attention projections (attn2.to_q/k/v/out) of the UNet and ControlNet as "
@@ -197,6 +204,10 @@ def check_args(args: argparse.Namespace, mode: str) -> None:
         as_flag(check_integer, name, getattr(args, name), minimum=1)
     if mode == FULL and args.structure_residual_blocks is not None:
         as_flag(check_integer, "structure_residual_blocks", args.structure_residual_blocks, minimum=0)
+    if mode == FULL and args.train_restorer_only:
+        for name in ("train_unet", "freeze_text_attention", "gradient_checkpointing"):
+            if getattr(args, name):
+                raise ValueError(f"--{name} has no effect with --train_restorer_only (only the restorer runs).")
     for name in ("lr_warmup_steps", "dataloader_num_workers"):
         as_flag(check_integer, name, getattr(args, name), minimum=0)
     as_flag(check_seed, "seed", args.seed)

@@ -74,6 +74,46 @@ class SSPIRTrainingModule(nn.Module):
         return prediction, structure.rgb
 
 
+class RestorerTrainingModule(nn.Module):
+    r"""
+    The structure processor's full-resolution restorer alone (the research code's `use_srresnet` preprocessor), for
+    pretraining the structure prior for fidelity before or after a joint run, as BasicSR trains MSRResNet for PSNR:
+    nothing else of SSP-IR runs. Its parameter names are those of [`SSPIRTrainingModule`], so its checkpoints load
+    into the full model.
+    """
+
+    def __init__(self, structure_processor: StructureProcessor):
+        super().__init__()
+        if structure_processor.preprocessor is None:
+            raise ValueError(
+                "The structure processor has no full-resolution restorer to train (its config has "
+                f"residual_blocks={structure_processor.config.get('residual_blocks', 0)})."
+            )
+        self.structure_processor = structure_processor
+
+    @classmethod
+    def from_pipeline(cls, pipe) -> "RestorerTrainingModule":
+        """The restorer of an [`~diffusers_sspir.SSPIRPipeline`]'s structure processor (shared, not copied)."""
+        return cls(pipe.structure_processor)
+
+    def forward(self, low_quality: torch.Tensor) -> tuple[torch.Tensor]:
+        r"""
+        Args:
+            low_quality (`torch.Tensor`): the upscaled low-quality images `(batch, 3, height, width)` in `[0, 1]`.
+
+        Returns:
+            `tuple`: the restorer's RGB prediction, as the first (finest) of the structure processor's outputs.
+        """
+        return (self.structure_processor.preprocessor(low_quality.to(self.structure_processor.dtype)),)
+
+
+def select_restorer_parameters(module: RestorerTrainingModule) -> dict[str, nn.Parameter]:
+    """Freezes the structure processor but for its restorer. Returns the trainable parameters by name."""
+    module.requires_grad_(False)
+    module.structure_processor.preprocessor.requires_grad_(True)
+    return trainable_parameters(module)
+
+
 def select_full_training_parameters(
     module: SSPIRTrainingModule, train_unet: bool = False, freeze_text_attention: bool = False
 ) -> dict[str, nn.Parameter]:

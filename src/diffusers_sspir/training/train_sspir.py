@@ -1,6 +1,7 @@
 """Full SSP-IR training from Stable Diffusion 1.5 (or from a saved SSP-IR pipeline): the ControlNet, structure
 processor, dual-prior branches and refine layer train; everything else is frozen (`--train_unet` trains the
-whole UNet too, e.g. for a model trained from scratch).
+whole UNet too, e.g. for a model trained from scratch; `--train_restorer_only` trains the structure prior's
+full-resolution restorer alone, for fidelity).
 
 Run it with `accelerate launch examples/train_sspir.py --help` (or `python -m diffusers_sspir.training.train_sspir`).
 """
@@ -12,7 +13,12 @@ import torch
 from ..models import StructureProcessor
 from ..pipelines import SSPIRPipeline
 from .arguments import FULL
-from .module import SSPIRTrainingModule, select_full_training_parameters
+from .module import (
+    RestorerTrainingModule,
+    SSPIRTrainingModule,
+    select_full_training_parameters,
+    select_restorer_parameters,
+)
 from .trainer import TrainingParts, TrainingSetupError, run_script
 
 
@@ -67,6 +73,15 @@ def with_restorer(processor: StructureProcessor, blocks: int, channels: int) -> 
 
 def build(args: argparse.Namespace) -> TrainingParts:
     pipe = load_pipeline(args)
+    if getattr(args, "train_restorer_only", False):  # absent from the run.json of runs before the option
+        if pipe.structure_processor.preprocessor is None:
+            raise TrainingSetupError(
+                "--train_restorer_only: the structure processor has no full-resolution restorer; give it one with "
+                "--structure_residual_blocks (and --structure_residual_channels)."
+            )
+        module = RestorerTrainingModule.from_pipeline(pipe)
+        trainable = select_restorer_parameters(module)
+        return TrainingParts(pipe, module, trainable, rgb_weights=(args.rgb_l1_weight, args.rgb_fft_weight))
     module = SSPIRTrainingModule.from_pipeline(pipe)
     trainable = select_full_training_parameters(
         module, train_unet=args.train_unet, freeze_text_attention=args.freeze_text_attention

@@ -42,7 +42,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .losses import diffusion_target, structure_prior_loss
-from .module import SSPIRTrainingModule
+from .module import RestorerTrainingModule, SSPIRTrainingModule
 
 logger = get_logger(__name__)
 
@@ -85,12 +85,17 @@ def randn(shape: tuple[int, ...], generator: torch.Generator, device: torch.devi
 @dataclass
 class TrainingParts:
     """What a training mode builds: the pipeline (for its frozen encoders and for validation), the trainable module
-    and its trainable parameters, and how the structure-processor loss is weighted (`None`: not trained)."""
+    and its trainable parameters, and how the structure-processor loss is weighted (`None`: not trained). With a
+    [`RestorerTrainingModule`] only the structure prior's restorer runs, on the structure loss alone."""
 
     pipe: SSPIRPipeline
-    module: SSPIRTrainingModule
+    module: SSPIRTrainingModule | RestorerTrainingModule
     trainable: dict[str, torch.nn.Parameter]
     rgb_weights: tuple[float, float] | None
+
+    @property
+    def restorer_only(self) -> bool:
+        return isinstance(self.module, RestorerTrainingModule)
 
 
 def resolve_report_to(report_to: str) -> str | list[str] | None:
@@ -173,9 +178,14 @@ def make_dataset(args: argparse.Namespace) -> tuple[PairedImageFolder, RealESRGA
 
 
 def place_parts(parts: TrainingParts, device: torch.device, weight_dtype: torch.dtype) -> None:
-    """Frozen weights go to `weight_dtype` (they only run forward), trained ones stay in float32."""
+    """Frozen weights go to `weight_dtype` (they only run forward), trained ones stay in float32. The models outside
+    the trained module go to the device too: validation runs the whole pipeline."""
     pipe = parts.pipe
-    for frozen in (pipe.vae, pipe.text_encoder, pipe.image_encoder):
+    inside = {id(part) for part in parts.module.modules()}
+    others = [pipe.unet, pipe.controlnet, pipe.image_refiner] if parts.restorer_only else []
+    for frozen in (pipe.vae, pipe.text_encoder, pipe.image_encoder, *others):
+        if id(frozen) in inside:
+            continue
         frozen.requires_grad_(False).eval().to(device)
         if frozen.dtype != weight_dtype:
             frozen.to(dtype=weight_dtype)
@@ -218,6 +228,10 @@ class LossComputer:
             if low_quality is None:  # the target is unsharp-masked first when the degradation config says gt_usm
                 high_quality, low_quality = self.degradation.degrade_pair(high_quality, generator=generator)
             upscaled = upscale_bicubic(low_quality, high_quality.shape[-2:])  # as the pipeline does before every prior
+        if self.parts.restorer_only:
+            loss, terms = structure_prior_loss(self.model(upscaled), high_quality, *self.parts.rgb_weights)
+            return {**terms, "loss": loss}
+        with torch.no_grad():
             posterior = pipe.vae.encode((high_quality * 2 - 1).to(self.weight_dtype)).latent_dist
             latents = posterior.mean.float() + posterior.std.float() * randn(posterior.mean.shape, generator, device)
             latents = latents * pipe.vae.config.scaling_factor
@@ -333,13 +347,15 @@ def _train(
     set_seed(args.seed)  # the initialisation of new layers
     try:
         parts = build(args)
+    except TrainingSetupError:
+        raise
     except (OSError, ValueError) as error:  # a model folder that is not one, bad LoRA targets, ...
         source = args.pretrained_sspir or args.pretrained_model_name_or_path
         raise TrainingSetupError(
             f"cannot build the model to train from {source}: {' '.join(str(error).split())}"
         ) from None
     place_parts(parts, device, weight_dtype)
-    if args.gradient_checkpointing:
+    if args.gradient_checkpointing and not parts.restorer_only:
         parts.module.unet.enable_gradient_checkpointing()
         parts.module.controlnet.enable_gradient_checkpointing()
     parameters = list(parts.trainable.values())
