@@ -78,16 +78,24 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
                  "--max_train_steps", "1", "--rgb_l1_weight", "1.0", "--rgb_fft_weight", "0.1",
                  "--output_dir", str(work / "sspir_restorer"), "--report_to", "none"])  # fmt: skip
     AcceleratorState._reset_state(reset_partial_state=True)
+    train_sspir(["--pretrained_sspir", str(work / "sspir_restorer"), "--train_restorer_only",
+                 "--train_data_dir", str(work / "data" / "train"), "--resolution", "32", "--train_batch_size", "2",
+                 "--max_train_steps", "1", "--rgb_l1_weight", "1.0", "--rgb_fft_weight", "0",
+                 "--output_dir", str(work / "sspir_final"), "--report_to", "none"])  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
     export = load("export")
-    export.main([str(work / "sspir_restorer"), "--output_dir", str(work / "exported")])
+    settings = {"num_inference_steps": 2, "guidance_scale": 1.0, "restoration_guidance_scale": 0.5}
+    export.main([str(work / "sspir_final"), "--output_dir", str(work / "exported"),
+                 "--recommended_settings", json.dumps(settings)])  # fmt: skip
     with pytest.raises(SystemExit, match="--overwrite"):
-        export.main([str(work / "sspir_restorer"), "--output_dir", str(work / "exported")])
+        export.main([str(work / "sspir_final"), "--output_dir", str(work / "exported")])
     with pytest.raises(SystemExit, match="no pipeline"):  # --overwrite never deletes a folder that is not a model
-        export.main([str(work / "sspir_restorer"), "--output_dir", str(work / "data"), "--overwrite"])
+        export.main([str(work / "sspir_final"), "--output_dir", str(work / "data"), "--overwrite"])
     assert not any("_name_or_path" in path.read_text() for path in (work / "exported").rglob("*.json"))
 
     load("fidelity").main(["--data_dir", str(work / "data"), "--output_dir", str(work / "fidelity"), "--model",
-                           str(work / "exported"), "--steps", "5", "--crops", "1"])  # fmt: skip
+                           str(work / "exported"), "--steps", "5", "--strength_steps", "5",
+                           "--crops", "1"])  # fmt: skip
     curves = json.loads((work / "fidelity" / "fidelity.json").read_text())
     assert (
         len(curves["guidance"]) == 6
@@ -105,6 +113,13 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     assert pipe.vae_scale_factor == 4 and pipe.scheduler.config.prediction_type == "v_prediction"
     assert pipe.structure_processor.config.residual_blocks == 1
+    assert {k: pipe.recommended_settings[k] for k in settings} == settings
+    # the third stage trained the restorer and nothing else
+    before = SSPIRPipeline.from_pretrained(work / "sspir_restorer")
+    for name, tensor in pipe.unet.state_dict().items():
+        torch.testing.assert_close(tensor, before.unet.state_dict()[name], rtol=0, atol=0)
+    assert not torch.equal(pipe.structure_processor.preprocessor.conv_last.weight,
+                           before.structure_processor.preprocessor.conv_last.weight)  # fmt: skip
     low_quality = PIL.Image.open(holdout[0]).resize((16, 16))
     prompts = ["a red house", "dotted, noise"]
     images = [pipe(low_quality, prompt=p, num_inference_steps=2, generator=torch.Generator().manual_seed(0),

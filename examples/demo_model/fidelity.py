@@ -7,8 +7,8 @@ fidelity control's value, as a plot and an image strip (docs/usage.md shows them
    there; the held-out crops are scored once, by evaluate.py);
 2. the pipeline restores them once per setting: `restoration_guidance_scale` from 0 to 1 (at `--decay`),
    `restoration_guidance_decay` from 0 to 8 (at `--guidance`), and `strength` from 1 down to 0.2 (without
-   restoration guidance); everything else at the model's recommended settings unless given (`--steps`,
-   `--guidance_scale`), seed 0;
+   restoration guidance, at `--strength_steps` steps so that low strengths still run a step); everything else at
+   the model's recommended settings unless given (`--steps`, `--guidance_scale`), seed 0;
 3. each result is scored with BasicSR's PSNR-Y and SSIM-Y (4-pixel border) and with an edge-sharpness proxy: the
    mean gradient magnitude of Y on the ground truth's strongest edges (its top 10 % of gradient magnitudes),
    relative to the ground truth's there (1.0 = edges as crisp as the ground truth's; a blurred result is below, an
@@ -78,7 +78,7 @@ def plot(results: dict, path: Path) -> None:
     panels = (
         ("guidance", f"restoration_guidance_scale (decay {results['guidance_decay']:g})"),
         ("decay", f"restoration_guidance_decay (guidance {results['decay_guidance']:g})"),
-        ("strength", "strength (no restoration guidance)"),
+        ("strength", f"strength ({results['strength_steps']} steps, no restoration guidance)"),
     )
     for axis, (control, label) in zip(axes, panels):
         rows = results[control]
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance_scale", type=float, help="classifier-free guidance (default: recommended)")
     parser.add_argument("--decay", type=float, default=1.0, help="restoration_guidance_decay of the guidance sweep")
     parser.add_argument("--guidance", type=float, default=1.0, help="restoration_guidance_scale of the decay sweep")
+    parser.add_argument("--strength_steps", type=int, default=10, help="denoising steps of the strength sweep "
+                        "(default: 10, so that every strength runs at least one step)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crops", type=int, help="only the first N crops (a quick look; the docs use all)")
     parser.add_argument("--strip_crop", default=None, help="the crop of the image strip (default: the first)")
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         upscaled = upscale_bicubic(tensor, truth.shape[:2])[0].permute(1, 2, 0)
         bicubic.append((upscaled * 255).round().byte().numpy())
     results = {"model": args.model or "bundled demo model", "crops": len(names), "settings": base,
-               "guidance_decay": args.decay, "decay_guidance": args.guidance,
+               "guidance_decay": args.decay, "decay_guidance": args.guidance, "strength_steps": args.strength_steps,
                "bicubic": score(bicubic, truths)}  # fmt: skip
     strip_index = names.index(args.strip_crop) if args.strip_crop else 0
     columns = [("bicubic", bicubic[strip_index])]
@@ -167,12 +169,13 @@ def main(argv: list[str] | None = None) -> None:
         images, _ = restore(pipe, lq, {**settings, "strength": 1.0}, args.seed)
         results["decay"].append({"value": value, **score(images, truths)})
         print(f"restoration_guidance_decay {value}: {results['decay'][-1]}")
-    steps = base.get("num_inference_steps") or pipe.recommended_settings["num_inference_steps"]
+    steps = args.strength_steps
     for value in STRENGTH:
         if int(steps * value) < 1:
             print(f"strength {value}: skipped, it runs no step of {steps}")
             continue
-        images, _ = restore(pipe, lq, {**base, "strength": value, "restoration_guidance_scale": 0.0}, args.seed)
+        settings = {**base, "num_inference_steps": steps, "strength": value, "restoration_guidance_scale": 0.0}
+        images, _ = restore(pipe, lq, settings, args.seed)
         results["strength"].append({"value": value, **score(images, truths)})
         print(f"strength {value}: {results['strength'][-1]}")
     columns += [("structure prior", structure_image), ("ground truth", truths[strip_index])]

@@ -4,8 +4,9 @@
 #   bash examples/demo_model/train.sh     # WORK=demo_work by default; fetches Debian's wallpaper packages itself
 #
 # Each step is skipped when its output exists, so running it again continues where it stopped (the SSP-IR step
-# resumes from its latest checkpoint). The shipped weights were made by exactly these commands on a 2-core CPU
-# (about 80 minutes in all); on a GPU the same commands take minutes (the training steps pick the GPU by themselves).
+# resumes from its latest checkpoint). The shipped weights were made by these commands on a 2-core CPU
+# (about 2 h 45 min in all; docs/demo_model.md lists the departures); on a GPU the same commands take minutes (the
+# training steps pick the GPU by themselves).
 # The last step refuses to replace the model already in the package: pass --overwrite (given to export.py) for that.
 set -euo pipefail
 
@@ -41,4 +42,17 @@ if [ ! -f "$WORK/sspir_restorer/model_index.json" ]; then
         --seed 0 --output_dir "$WORK/sspir_restorer" --resume_from_checkpoint latest \
         --checkpointing_steps 500 --checkpoints_total_limit 2 --validation_steps 100000 --report_to none
 fi
-python "$HERE/export.py" "$WORK/sspir_restorer" "$@"
+# Stage 3: the restorer alone, for fidelity (L1 to the ground truth on 64-px crops, as BasicSR pretrains MSRResNet for
+# PSNR); nothing else of the model changes. The pipeline follows this prior through the restoration guidance.
+if [ ! -f "$WORK/sspir_final/model_index.json" ]; then
+    python "$HERE/../train_sspir.py" \
+        --pretrained_sspir "$WORK/sspir_restorer" --train_restorer_only \
+        --train_data_dir "$WORK/data/train" --resolution 64 --scale 4 \
+        --train_batch_size 8 --max_train_steps 3000 \
+        --learning_rate 3e-4 --lr_scheduler cosine --rgb_l1_weight 1.0 --rgb_fft_weight 0 \
+        --seed 0 --output_dir "$WORK/sspir_final" --resume_from_checkpoint latest \
+        --checkpointing_steps 500 --checkpoints_total_limit 2 --validation_steps 100000 --report_to none
+fi
+# The call settings chosen on the validation crops travel with the model (SSPIRPipeline.recommended_settings).
+python "$HERE/export.py" "$WORK/sspir_final" --recommended_settings \
+    '{"num_inference_steps": 2, "guidance_scale": 1.0, "restoration_guidance_scale": 0.5, "restoration_guidance_decay": 0.0}' "$@"

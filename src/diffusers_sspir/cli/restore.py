@@ -182,7 +182,7 @@ def load_pipeline(args: argparse.Namespace) -> Any:
         except FileNotFoundError as error:
             raise CLIError(f"{error} Or pass --model.") from error
         _common.say(
-            "no --model given: using the bundled demo model (a small model trained on a dozen photos, not the paper's "
+            "no --model given: using the bundled demo model (a small model trained on 31 photos, not the paper's "
             "model; see docs/demo_model.md)"
         )
     else:
