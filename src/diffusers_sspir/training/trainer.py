@@ -181,11 +181,8 @@ def place_parts(parts: TrainingParts, device: torch.device, weight_dtype: torch.
     """Frozen weights go to `weight_dtype` (they only run forward), trained ones stay in float32. The models outside
     the trained module go to the device too: validation runs the whole pipeline."""
     pipe = parts.pipe
-    inside = {id(part) for part in parts.module.modules()}
-    others = [pipe.unet, pipe.controlnet, pipe.image_refiner] if parts.restorer_only else []
+    others = (pipe.unet, pipe.controlnet, pipe.image_refiner) if parts.restorer_only else ()
     for frozen in (pipe.vae, pipe.text_encoder, pipe.image_encoder, *others):
-        if id(frozen) in inside:
-            continue
         frozen.requires_grad_(False).eval().to(device)
         if frozen.dtype != weight_dtype:
             frozen.to(dtype=weight_dtype)
@@ -355,7 +352,7 @@ def _train(
             f"cannot build the model to train from {source}: {' '.join(str(error).split())}"
         ) from None
     place_parts(parts, device, weight_dtype)
-    if args.gradient_checkpointing and not parts.restorer_only:
+    if args.gradient_checkpointing:  # refused with --train_restorer_only
         parts.module.unet.enable_gradient_checkpointing()
         parts.module.controlnet.enable_gradient_checkpointing()
     parameters = list(parts.trainable.values())
