@@ -74,12 +74,13 @@ def with_restorer(processor: StructureProcessor, blocks: int, channels: int) -> 
 def build(args: argparse.Namespace) -> TrainingParts:
     pipe = load_pipeline(args)
     if getattr(args, "train_restorer_only", False):  # absent from the run.json of runs before the option
-        if pipe.structure_processor.preprocessor is None:
+        try:
+            module = RestorerTrainingModule.from_pipeline(pipe)
+        except ValueError as error:  # no restorer to train
             raise TrainingSetupError(
-                "--train_restorer_only: the structure processor has no full-resolution restorer; give it one with "
-                "--structure_residual_blocks (and --structure_residual_channels)."
-            )
-        module = RestorerTrainingModule.from_pipeline(pipe)
+                f"--train_restorer_only: {error} Give it one with --structure_residual_blocks (and "
+                "--structure_residual_channels)."
+            ) from None
         trainable = select_restorer_parameters(module)
         return TrainingParts(pipe, module, trainable, rgb_weights=(args.rgb_l1_weight, args.rgb_fft_weight))
     module = SSPIRTrainingModule.from_pipeline(pipe)
