@@ -1,11 +1,15 @@
-"""PSNR/SSIM against scikit-image (an independent implementation) and against values worked out by hand.
+"""PSNR/SSIM against scikit-image (an independent implementation) and against values worked out by hand; NIQE
+against BasicSR 1.4.2.
 
 scikit-image filters SSIM's statistics over the whole image with reflected borders, then averages the SSIM map
 without its outer `(11 - 1) / 2 = 5` pixels: exactly the positions where the 11x11 window lies inside the image, the
 "valid" region that BasicSR (and `diffusers_sspir.metrics`) averages over. The two agree to rounding.
 """
 
+import hashlib
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +18,7 @@ pytest.importorskip("skimage", reason="the metrics are checked against scikit-im
 from skimage.color import rgb2ycbcr  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
-from diffusers_sspir.metrics import crop_borders, gaussian_kernel, psnr, rgb_to_y, ssim
+from diffusers_sspir.metrics import NIQE_MODEL_PATH, crop_borders, gaussian_kernel, niqe, psnr, rgb_to_y, ssim
 
 
 def random_pair(height=40, width=36, seed=0, noise=20):
@@ -157,3 +161,105 @@ def test_floats_must_be_on_the_0_255_scale(image, message):
 
 def test_black_float_images_are_accepted():
     assert psnr(np.zeros((16, 16, 3), np.float32), np.zeros((16, 16, 3))) == math.inf
+
+
+# NIQE: BasicSR 1.4.2's `calculate_niqe(image[..., ::-1], crop_border)` (BGR) of each case of
+# scripts/make_niqe_references.py (scikit-image's photos, and images made from a seed), printed by that script, run
+# in a separate environment with basicsr 1.4.2 (the PyPI sdist), numpy 2.4.6, scipy 1.17.1, torch 2.13.0+cpu,
+# opencv-python-headless 5.1.0.95, scikit-image 0.26.0 (its docstring has the commands):
+#     /tmp/basicsr-venv/bin/python scripts/make_niqe_references.py
+BASICSR_NIQE = {
+    "camera": 3.096206619345783,
+    "camera_border4": 3.0465181612260595,
+    "astronaut": 3.0649476661847754,
+    "astronaut_border4": 2.9912960484545486,
+    "chelsea": 2.6255243812915023,
+    "coffee_border3": 3.9869353147963333,
+    "rocket_odd_border2": 11.796132467741721,
+    "moon_two_blocks": 10.772592833651888,
+    "noise": 28.774630093769257,
+    "flat_blocks": 46.17500453188803,
+}
+NIQE_TOLERANCE = 1e-3
+"""BasicSR computes in float32 (and resizes with torch), which moves the last digits; the largest difference of
+these cases is 6e-4 (astronaut_border4), most are below 6e-5."""
+NIQE_PARAMS_SHA256 = "2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296"
+"""sha256 of `basicsr/metrics/niqe_pris_params.npz` in the basicsr 1.4.2 sdist."""
+
+
+def load_niqe_references():
+    path = Path(__file__).parents[1] / "scripts" / "make_niqe_references.py"
+    spec = importlib.util.spec_from_file_location("make_niqe_references", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+niqe_references = load_niqe_references()
+
+
+def test_niqe_cases_are_the_recorded_ones():
+    assert list(niqe_references.CASES) == list(BASICSR_NIQE)
+
+
+@pytest.mark.parametrize("name", list(BASICSR_NIQE))
+def test_niqe_matches_basicsr(name):
+    image = niqe_references.case_image(name)
+    crop_border = niqe_references.CASES[name][2]
+    assert niqe(image, crop_border=crop_border) == pytest.approx(BASICSR_NIQE[name], abs=NIQE_TOLERANCE)
+
+
+def test_niqe_grey_shapes_and_float_input_agree():
+    image = niqe_references.case_image("moon_two_blocks")
+    expected = niqe(image)
+    assert niqe(image[..., None]) == expected
+    assert niqe(image.astype(np.float32)) == expected
+    assert niqe(image + np.float64(0.3)) == expected  # rounded to integers first, as BasicSR does
+
+
+def test_niqe_scores_rgb_on_its_luma():
+    image = niqe_references.case_image("chelsea")
+    assert niqe(image, crop_border=2) == niqe(np.round(rgb_to_y(image)), crop_border=2)
+
+
+def test_niqe_pristine_model_is_basicsrs_file():
+    assert hashlib.sha256(NIQE_MODEL_PATH.read_bytes()).hexdigest() == NIQE_PARAMS_SHA256
+    with np.load(NIQE_MODEL_PATH, allow_pickle=False) as model:
+        assert model["mu_pris_param"].shape == (1, 36) and model["cov_pris_param"].shape == (36, 36)
+        # the window niqe builds itself is the release's fspecial('gaussian', 7, 7/6)
+        window = np.outer(gaussian_kernel(7, 7 / 6), gaussian_kernel(7, 7 / 6))
+        np.testing.assert_allclose(model["gaussian_window"], window, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "shape,crop_border",
+    [((96, 96), 0), ((191, 191), 0), ((95, 400), 0), ((96, 192), 1), ((200, 200, 3), 5)],
+)
+def test_niqe_refuses_images_with_fewer_than_two_blocks(shape, crop_border):
+    image = np.random.RandomState(0).randint(0, 256, shape).astype(np.uint8)
+    height, width = shape[0] - 2 * crop_border, shape[1] - 2 * crop_border
+    message = rf"needs at least two: an image of at least 96x192 or 192x96 pixels .*got {height}x{width}\."
+    with pytest.raises(ValueError, match=message):
+        niqe(image, crop_border=crop_border)
+
+
+def test_niqe_of_a_flat_image_is_undefined():
+    with pytest.raises(ValueError, match="NIQE is undefined for this image: 4 of its 4 blocks have no texture"):
+        niqe(np.full((192, 192, 3), 128, np.uint8))
+
+
+@pytest.mark.parametrize(
+    "image,crop_border,error,message",
+    [
+        (np.zeros((192, 192), np.uint16), 0, TypeError, "`image` has dtype uint16; pass 8-bit images"),
+        (np.full((192, 192), 0.5), 0, ValueError, r"`image` is a float image with values in \[0, 1\]"),
+        (np.full((192, 192), 300.0), 0, ValueError, "`image` has values from 300.0 to 300.0"),
+        (np.zeros((192, 192, 4), np.uint8), 0, ValueError, r"`image` must have shape \(H, W\), \(H, W, 1\) or"),
+        (np.zeros((192, 192), np.uint8), -1, ValueError, "`crop_border` must be an integer >= 0, got -1"),
+        (np.zeros((192, 192), np.uint8), 1.5, ValueError, "`crop_border` must be an integer, got 1.5"),
+        (np.zeros((192, 192), np.uint8), True, ValueError, "`crop_border` must be an integer, got True"),
+    ],
+)
+def test_niqe_bad_input(image, crop_border, error, message):
+    with pytest.raises(error, match=message):
+        niqe(image, crop_border=crop_border)
