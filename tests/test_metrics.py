@@ -263,3 +263,12 @@ def test_niqe_of_a_flat_image_is_undefined():
 def test_niqe_bad_input(image, crop_border, error, message):
     with pytest.raises(error, match=message):
         niqe(image, crop_border=crop_border)
+
+
+def test_module_example_runs():
+    import doctest
+
+    import diffusers_sspir.metrics
+
+    result = doctest.testmod(diffusers_sspir.metrics)
+    assert result.attempted >= 7 and result.failed == 0

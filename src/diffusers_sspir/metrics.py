@@ -37,6 +37,7 @@ Example:
 >>> noise = np.random.RandomState(0).randint(0, 256, (192, 192, 3)).astype(np.uint8)
 >>> niqe(noise) > 20  # far from a natural photo (which scores about 2 to 5)
 True
+
 ```
 """
 

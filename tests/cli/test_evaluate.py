@@ -1,4 +1,5 @@
-"""`sspir evaluate`: values against scikit-image and by hand, CSV/JSON, pairing, failures, pyiqa guard."""
+"""`sspir evaluate`: values against scikit-image and by hand, CSV/JSON, pairing, failures, NIQE with and without
+ground truth, pyiqa guard."""
 
 import csv
 import json
@@ -93,7 +94,7 @@ def test_never_overwrites_without_asking_and_output_prefix(sspir, tmp_path):
     "args,message",
     [
         (("--metrics", "psnr,lpips"), "other names are pyiqa metrics, and pyiqa is not installed"),
-        (("--metrics", "psnrr"), "--metrics psnrr: not built in (psnr, ssim are)"),
+        (("--metrics", "psnrr"), "--metrics psnrr: not built in (psnr, ssim, niqe are)"),
         (("--metrics", "psnr,psnr"), "named twice"),
         (("--crop-border", "20"), "leaves nothing"),
     ],
@@ -125,16 +126,16 @@ def test_pyiqa_metrics_when_installed(sspir, tmp_path, monkeypatch):
             return torch.tensor([[float(images[0].mean() - images[-1].mean()) if len(images) == 2 else 0.5]])
 
     fake = types.SimpleNamespace(
-        list_models=lambda: ["lpips", "niqe"],
+        list_models=lambda: ["lpips", "musiq"],
         create_metric=lambda name, device: Metric("FR" if name == "lpips" else "NR"),
     )
     monkeypatch.setitem(sys.modules, "pyiqa", fake)
     write_pair(tmp_path, "a", offset=51)
-    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "lpips,niqe,psnr",
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "lpips,musiq,psnr",
                 "--device", "cpu")  # fmt: skip
     assert run.code == 0, run.err
     values = read_json(tmp_path / "pred" / "metrics.json")["images"]["a"]
-    assert values["lpips"] == pytest.approx(0.2, abs=1e-6) and values["niqe"] == 0.5 and "psnr_y" in values
+    assert values["lpips"] == pytest.approx(0.2, abs=1e-6) and values["musiq"] == 0.5 and "psnr_y" in values
     run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "fancy", "--overwrite")
     assert run.code == 2 and "fancy unknown to pyiqa" in run.err
 
@@ -178,13 +179,13 @@ def test_any_error_of_a_pair_is_reported_and_the_others_go_on(sspir, tmp_path, m
                 raise RuntimeError("CUDA out of memory")
             return torch.tensor(0.5)
 
-    fake = types.SimpleNamespace(list_models=lambda: ["niqe"], create_metric=lambda name, device: Metric())
+    fake = types.SimpleNamespace(list_models=lambda: ["musiq"], create_metric=lambda name, device: Metric())
     monkeypatch.setitem(sys.modules, "pyiqa", fake)
     write_pair(tmp_path, "dark", offset=0)  # grey levels 20..200: mean below 0.5
     for folder in ("pred", "gt"):
         PIL.Image.new("RGB", (24, 28), "white").save(tmp_path / folder / "bright.png")
     run = sspir(
-        "evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "niqe", "--device", "cpu"
+        "evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "musiq", "--device", "cpu"
     )
     assert run.code == 1 and "CUDA out of memory" in run.out
     report = read_json(tmp_path / "pred" / "metrics.json")
@@ -208,3 +209,87 @@ def test_identical_pairs_are_reported_and_left_out_of_the_psnr_mean(sspir, tmp_p
     report = read_json(tmp_path / "pred" / "metrics.json")
     assert report["identical"] == ["a"] and report["mean"]["psnr"] == report["images"]["b"]["psnr"] != "inf"
     assert report["mean"]["ssim"] == pytest.approx((report["images"]["a"]["ssim"] + report["images"]["b"]["ssim"]) / 2)
+
+
+def write_niqe_images(folder, sizes):
+    """Random RGB images, blurred a little by a 2x bilinear upscale, of `name: (height, width)`; their arrays."""
+    arrays = {}
+    for seed, (name, (height, width)) in enumerate(sizes.items()):
+        small = PIL.Image.fromarray(random_array(height // 2, width // 2, seed=seed))
+        image = small.resize((width, height), PIL.Image.Resampling.BILINEAR)
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{name}.png")
+        arrays[name] = np.asarray(image)
+    return arrays
+
+
+def test_niqe_without_ground_truth(sspir, tmp_path):
+    from diffusers_sspir.metrics import niqe
+
+    arrays = write_niqe_images(tmp_path / "pred", {"a": (200, 208), "b": (210, 301), "small": (100, 300)})
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--metrics", "niqe")
+    assert run.code == 1, run.err  # "small" is 92x292 after the 4-pixel border: one 96x96 block
+    report = read_json(tmp_path / "pred" / "metrics.json")
+    assert report["gt"] is None and report["metrics"] == ["niqe"] and report["count"] == 2
+    for name in ("a", "b"):
+        assert report["images"][name]["niqe"] == niqe(arrays[name], crop_border=4)
+    assert report["mean"]["niqe"] == pytest.approx((report["images"]["a"]["niqe"] + report["images"]["b"]["niqe"]) / 2)
+    assert "needs at least two" in report["failed"]["small"] and "got 92x292" in report["failed"]["small"]
+    assert report["unpaired"] == {"pred": [], "gt": []} and report["identical"] == []
+    assert run.out.splitlines()[0].split() == ["image", "niqe"]
+    assert "2 images evaluated, 1 failed" in run.out
+
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--metrics", "niqe", "--crop-border", 0, "--overwrite")
+    assert read_json(tmp_path / "pred" / "metrics.json")["images"]["a"]["niqe"] == niqe(arrays["a"])
+    assert run.code == 0 and "small" not in read_json(tmp_path / "pred" / "metrics.json")["failed"]
+
+
+def test_niqe_with_ground_truth_and_the_other_metrics(sspir, tmp_path):
+    from diffusers_sspir.metrics import niqe
+
+    pred = write_niqe_images(tmp_path / "pred", {"a": (200, 208), "extra": (200, 208)})
+    write_niqe_images(tmp_path / "gt", {"a": (200, 208)})
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "psnr,ssim,niqe")
+    assert run.code == 0, run.err
+    report = read_json(tmp_path / "pred" / "metrics.json")
+    assert report["metrics"] == ["psnr", "psnr_y", "ssim", "ssim_y", "niqe"] and report["gt"] == str(tmp_path / "gt")
+    assert report["images"]["a"]["niqe"] == niqe(pred["a"], crop_border=4) and report["images"]["a"]["psnr"] == "inf"
+    assert report["unpaired"] == {"pred": ["extra.png"], "gt": []}  # with --gt, only pairs are scored
+    assert run.out.splitlines()[0].split() == ["image", "psnr", "psnr_y", "ssim", "ssim_y", "niqe"]
+
+    # niqe alone does not read the ground truth: a partner of another size is no failure
+    PIL.Image.new("RGB", (8, 8)).save(tmp_path / "gt" / "a.png")
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--metrics", "niqe", "--overwrite")
+    assert run.code == 0, run.out
+    assert read_json(tmp_path / "pred" / "metrics.json")["images"] == {"a": {"niqe": niqe(pred["a"], crop_border=4)}}
+
+
+@pytest.mark.parametrize(
+    "metrics,message",
+    [
+        (
+            "psnr,ssim",
+            "--metrics psnr,ssim: full-reference metrics (psnr, ssim) need the ground truth: pass --gt DIR, or",
+        ),
+        ("niqe,ssim", "--metrics niqe,ssim: full-reference metrics (ssim) need"),
+        ("niqe,lpips", "--metrics niqe,lpips: full-reference metrics (lpips) need the ground truth: pass --gt DIR."),
+    ],
+)
+def test_full_reference_metrics_need_the_ground_truth(sspir, tmp_path, monkeypatch, metrics, message):
+    import torch
+
+    class Metric:
+        metric_mode, device = "FR", torch.device("cpu")
+
+    fake = types.SimpleNamespace(list_models=lambda: ["lpips"], create_metric=lambda name, device: Metric())
+    monkeypatch.setitem(sys.modules, "pyiqa", fake)
+    write_niqe_images(tmp_path / "pred", {"a": (200, 208)})
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--metrics", metrics, "--device", "cpu")
+    assert run.code == 2 and message in run.err
+    assert not (tmp_path / "pred" / "metrics.json").exists()
+
+
+def test_no_images_without_ground_truth_is_an_error(sspir, tmp_path):
+    (tmp_path / "pred").mkdir()
+    run = sspir("evaluate", "--pred", tmp_path / "pred", "--metrics", "niqe")
+    assert run.code == 2 and f"--pred {tmp_path / 'pred'}: no images." in run.err

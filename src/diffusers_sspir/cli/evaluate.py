@@ -1,4 +1,5 @@
-"""`sspir evaluate`: PSNR/SSIM (RGB and Y) of restored images against ground truth, and pyiqa metrics if present."""
+"""`sspir evaluate`: PSNR/SSIM (RGB and Y) of restored images against ground truth, NIQE of the images alone, and
+pyiqa metrics if present."""
 
 import argparse
 import csv
@@ -12,23 +13,29 @@ from typing import Any
 from . import _common
 from ._common import CLIError, echo, one_line
 
-BUILTIN_METRICS = {"psnr": ("psnr", "psnr_y"), "ssim": ("ssim", "ssim_y")}
-"""Metric name → the columns it adds (RGB, then the Y channel)."""
-PYIQA_METRICS = ("lpips", "dists", "niqe", "musiq", "maniqa", "clipiqa")
+BUILTIN_METRICS = {"psnr": ("psnr", "psnr_y"), "ssim": ("ssim", "ssim_y"), "niqe": ("niqe",)}
+"""Metric name → the columns it adds (psnr and ssim: RGB, then the Y channel; niqe: the Y channel)."""
+NO_REFERENCE_METRICS = ("niqe",)
+"""The built-in metrics of a restored image alone, which need no `--gt`."""
+PYIQA_METRICS = ("lpips", "dists", "musiq", "maniqa", "clipiqa")
 """Suggested pyiqa metrics; any other name pyiqa knows works too."""
 
-DESCRIPTION = """Compare restored images (--pred) with their ground truth (--gt), paired by file stem
-(with --recursive, by their path inside the folders without extension: restored/a/b.png with
-gt/a/b.png; the comparison/ and structure/ folders of sspir restore are left out of --pred).
+DESCRIPTION = """Score restored images (--pred) against their ground truth (--gt), paired by file
+stem (with --recursive, by their path inside the folders without extension: restored/a/b.png
+with gt/a/b.png; the comparison/ and structure/ folders of sspir restore are left out of
+--pred), or alone with no-reference metrics (--metrics niqe: --gt is then optional; given,
+only the images with a partner are scored, so that every metric covers the same images).
 
 psnr and ssim are computed as BasicSR computes them for restoration papers: on 8-bit
 images with --crop-border pixels removed from each side, in RGB and on the Y channel of
 BT.601 YCbCr (columns psnr, psnr_y, ssim, ssim_y); SSIM with an 11x11 Gaussian window of
-sigma 1.5. Other names (lpips, dists, niqe, musiq, maniqa, clipiqa, ...) are computed by
-pyiqa, if installed, on the whole images.
+sigma 1.5. niqe is BasicSR's NIQE (no reference; lower is more natural) on the Y channel
+after the same --crop-border, built in and offline; it needs at least two 96x96 blocks
+(an image of at least 96x192 or 192x96 pixels). Other names (lpips, dists, musiq,
+maniqa, clipiqa, ...) are computed by pyiqa, if installed, on the whole images.
 
-Prints a table (each pair, then the mean) and writes it to metrics.csv and metrics.json in
---pred (or PREFIX.csv and PREFIX.json), never replacing them without --overwrite. Files
+Prints a table (each image, then the mean) and writes it to metrics.csv and metrics.json
+in --pred (or PREFIX.csv and PREFIX.json), never replacing them without --overwrite. Files
 without a partner, and pairs that differ in size, are reported. PSNR of identical images
 is inf (the string "inf" in JSON); such pairs are listed as identical and left out of the
 PSNR means."""
@@ -36,26 +43,31 @@ PSNR means."""
 EPILOG = """examples:
   sspir evaluate --pred restored/ --gt pairs/gt/
   sspir evaluate --pred restored/ --gt pairs/gt/ --crop-border 2 --output results/x2
+  sspir evaluate --pred restored/ --gt pairs/gt/ --metrics psnr,ssim,niqe
+  sspir evaluate --pred restored/ --metrics niqe
   sspir evaluate --pred restored/ --gt pairs/gt/ --metrics psnr,ssim,lpips,dists
 
-exit status: 0 every pair evaluated, 1 some pair failed (unreadable, sizes differ), 2 bad
-arguments or inputs."""
+exit status: 0 every image evaluated, 1 some failed (unreadable, sizes differ, too small for
+niqe), 2 bad arguments or inputs."""
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "evaluate", parents=parents, help="PSNR/SSIM (and pyiqa metrics) against ground truth",
+        "evaluate", parents=parents, help="PSNR/SSIM against ground truth, NIQE (and pyiqa metrics)",
         description=DESCRIPTION, epilog=EPILOG, formatter_class=_common.HelpFormatter,
     )  # fmt: skip
     parser.add_argument("--pred", required=True, type=Path, metavar="DIR", help="the restored images")
-    parser.add_argument("--gt", required=True, type=Path, metavar="DIR", help="the ground-truth images")
     parser.add_argument(
-        "--crop-border", type=_common.non_negative_int, default=4, metavar="PIXELS",
-        help="pixels removed from each side for psnr/ssim, by convention the scale (default: 4)",
+        "--gt", type=Path, metavar="DIR",
+        help=f"the ground-truth images (optional when only {', '.join(NO_REFERENCE_METRICS)} is asked for)",
     )  # fmt: skip
     parser.add_argument(
-        "--metrics", default="psnr,ssim", metavar="NAMES", help="comma-separated (default: psnr,ssim); "
-        f"with pyiqa also {', '.join(PYIQA_METRICS)}, ...",
+        "--crop-border", type=_common.non_negative_int, default=4, metavar="PIXELS",
+        help="pixels removed from each side for psnr/ssim/niqe, by convention the scale (default: 4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics", default="psnr,ssim", metavar="NAMES", help="comma-separated: psnr, ssim (against --gt), niqe "
+        f"(no reference); default: psnr,ssim; with pyiqa also {', '.join(PYIQA_METRICS)}, ...",
     )  # fmt: skip
     parser.add_argument(
         "--output",
@@ -118,20 +130,25 @@ def load_pyiqa_metrics(names: list[str], device_name: str) -> dict[str, Any]:
 
 
 def evaluate_pair(
-    pred_path: Path, gt_path: Path, builtin: list[str], pyiqa_metrics: dict[str, Any], crop_border: int
+    pred_path: Path, gt_path: Path | None, builtin: list[str], pyiqa_metrics: dict[str, Any], crop_border: int
 ) -> dict[str, float]:
-    """The metric values of one pair; an exception (reason in its message) when it cannot be evaluated."""
+    """The metric values of one image, compared with `gt_path` when given (the metrics need it then); an exception
+    (reason in its message) when it cannot be evaluated."""
     from ..files import read_rgb8
-    from ..metrics import psnr, ssim
+    from ..metrics import niqe, psnr, ssim
 
-    pred, gt = read_rgb8(pred_path), read_rgb8(gt_path)
-    if pred.shape != gt.shape:
+    pred = read_rgb8(pred_path)
+    gt = None if gt_path is None else read_rgb8(gt_path)
+    if gt is not None and pred.shape != gt.shape:
         raise ValueError(
             f"size mismatch: pred {pred.shape[1]}x{pred.shape[0]}, gt {gt.shape[1]}x{gt.shape[0]} (width x height)"
         )
     functions = {"psnr": psnr, "ssim": ssim}
     values = {}
     for name in builtin:
+        if name == "niqe":
+            values["niqe"] = niqe(pred, crop_border=crop_border)
+            continue
         rgb, y = BUILTIN_METRICS[name]
         values[rgb] = functions[name](pred, gt, crop_border=crop_border)
         values[y] = functions[name](pred, gt, crop_border=crop_border, y_channel=True)
@@ -149,15 +166,16 @@ def evaluate_pair(
 
 
 def pair_files(
-    pred_dir: Path, gt_dir: Path, recursive: bool = False
-) -> tuple[dict[str, tuple[Path, Path]], list[Path], list[Path]]:
+    pred_dir: Path, gt_dir: Path | None, recursive: bool = False
+) -> tuple[dict[str, tuple[Path, Path | None]], list[Path], list[Path]]:
     """`(key → (pred, gt), unpaired pred files, unpaired gt files)`; the key is the stem, or with `recursive` the
-    path inside the folder without extension (`diffusers_sspir.files.image_key`)."""
+    path inside the folder without extension (`diffusers_sspir.files.image_key`). Without `gt_dir`, every pred file
+    is there, with `None` for its partner."""
     from ..files import check_unique_keys, image_key, list_images
     from .restore import COMPARISON_FOLDER, STRUCTURE_FOLDER
 
     keys = {}
-    for flag, folder in (("--pred", pred_dir), ("--gt", gt_dir)):
+    for flag, folder in (("--pred", pred_dir), ("--gt", gt_dir)) if gt_dir is not None else (("--pred", pred_dir),):
         if not folder.is_dir():
             raise CLIError(f"{flag} {folder}: no such folder.")
         images = {path: image_key(path, folder) for path in list_images(folder, recursive)}
@@ -169,6 +187,8 @@ def pair_files(
         except ValueError as error:
             raise CLIError(one_line(error)) from None
         keys[flag] = images
+    if gt_dir is None:
+        return {key: (path, None) for path, key in keys["--pred"].items()}, [], []
     gt_by_key = {key: path for path, key in keys["--gt"].items()}
     pairs = {key: (path, gt_by_key[key]) for path, key in keys["--pred"].items() if key in gt_by_key}
     unpaired_pred = [path for path, key in keys["--pred"].items() if key not in pairs]
@@ -213,20 +233,36 @@ def run(args: argparse.Namespace) -> int:
     from ..files import write_atomic
 
     builtin, pyiqa_names = parse_metrics(args.metrics)
+    full_reference = [name for name in builtin if name not in NO_REFERENCE_METRICS]
+    if args.gt is None and full_reference:
+        raise CLIError(
+            f"--metrics {args.metrics}: full-reference metrics ({', '.join(full_reference)}) need the ground truth: "
+            f"pass --gt DIR, or ask only for no-reference metrics (--metrics {','.join(NO_REFERENCE_METRICS)})."
+        )
     pairs, unpaired_pred, unpaired_gt = pair_files(args.pred, args.gt, args.recursive)
+    if not pairs and args.gt is None:
+        raise CLIError(f"--pred {args.pred}: no images.")
     if not pairs:
         raise CLIError(f"--pred {args.pred} and --gt {args.gt}: no image has a partner with the same file stem.")
     csv_path, json_path = output_paths(args)
     _common.check_writable([csv_path, json_path], args.overwrite, "the metrics file")
     _common.check_output_folder("--output", csv_path.parent)
     pyiqa_metrics = load_pyiqa_metrics(pyiqa_names, args.device)
+    full_reference += [name for name, metric in pyiqa_metrics.items() if metric.metric_mode == "FR"]
+    if args.gt is None and full_reference:
+        raise CLIError(
+            f"--metrics {args.metrics}: full-reference metrics ({', '.join(full_reference)}) need the ground truth: "
+            "pass --gt DIR."
+        )
     columns = [column for name in builtin for column in BUILTIN_METRICS[name]] + pyiqa_names
+    unit = "pair" if args.gt is not None else "image"
 
     rows, failed = {}, {}
     for stem, (pred_path, gt_path) in tqdm(
-        sorted(pairs.items()), desc="evaluating", unit="pair", leave=False, disable=None
+        sorted(pairs.items()), desc="evaluating", unit=unit, leave=False, disable=None
     ):
         try:
+            gt_path = gt_path if full_reference else None  # no-reference metrics only: the ground truth is not read
             rows[stem] = evaluate_pair(pred_path, gt_path, builtin, pyiqa_metrics, args.crop_border)
         except Exception as error:  # one bad pair does not stop the others
             if getattr(args, "debug", False):
@@ -259,7 +295,8 @@ def run(args: argparse.Namespace) -> int:
     if mean:
         writer.writerow(["mean", *(mean[c] for c in columns), ""])
     report = {
-        "pred": str(args.pred), "gt": str(args.gt), "crop_border": args.crop_border, "metrics": columns,
+        "pred": str(args.pred), "gt": None if args.gt is None else str(args.gt), "crop_border": args.crop_border,
+        "metrics": columns,
         "count": len(rows), "mean": {c: json_value(v) for c, v in mean.items()},
         "images": {stem: {c: json_value(v) for c, v in values.items()} for stem, values in rows.items()},
         "failed": failed, "identical": identical,
@@ -268,5 +305,5 @@ def run(args: argparse.Namespace) -> int:
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(csv_path, table.getvalue())
     write_atomic(json_path, json.dumps(report, indent=2) + "\n")
-    echo(f"{len(rows)} pairs evaluated, {len(failed)} failed; wrote {csv_path} and {json_path}")
+    echo(f"{len(rows)} {unit}s evaluated, {len(failed)} failed; wrote {csv_path} and {json_path}")
     return 1 if failed else 0
