@@ -18,6 +18,7 @@ _EXPORTS = {
     "FixedCaptioner": ".captioners",
     "VLMCaptioner": ".captioners",
     "DualPriorAttention": ".models",
+    "DualPriorAttnProcessor": ".models",
     "DualPriorInputs": ".models",
     "ImageTokenRefiner": ".models",
     "SSPIRControlNetModel": ".models",
@@ -32,6 +33,7 @@ _EXPORTS = {
 __all__ = [
     "Captioner",
     "DualPriorAttention",
+    "DualPriorAttnProcessor",
     "DualPriorInputs",
     "FixedCaptioner",
     "ImageTokenRefiner",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from .demo import demo_model_path
     from .models import (
         DualPriorAttention,
+        DualPriorAttnProcessor,
         DualPriorInputs,
         ImageTokenRefiner,
         SSPIRControlNetModel,
@@ -60,19 +63,7 @@ if TYPE_CHECKING:
     from .pipelines import SSPIRPipeline, SSPIRPipelineOutput
 
 
-_REMOVED = {
-    "DualPriorAttnProcessor": (
-        "DualPriorAttnProcessor was removed in diffusers-sspir 0.2: the dual-prior branches are ordinary modules now, "
-        "so diffusers' own attention switches work on them. The light branches are `DualPriorAttention` layers "
-        "(branch_type='attention'), the paper's are transformers in the blocks (branch_type='transformer'); see "
-        "docs/architecture.md."
-    ),
-}
-
-
 def __getattr__(name: str):
-    if name in _REMOVED:
-        raise AttributeError(_REMOVED[name])
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -7,6 +7,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UniPCMultistepScheduler
 from diffusers_sspir import FixedCaptioner, SSPIRControlNetModel, SSPIRPipeline, SSPIRUNet2DConditionModel, testing
 from diffusers_sspir.models import is_branch_parameter
 
+from ..models.test_branches import check_dual_prior_processors
 from .test_pipeline_sspir import call_kwargs
 
 
@@ -41,6 +42,16 @@ def test_builds_from_folders_with_sd_weights_and_zero_branches(folders, branch_t
         pipe.controlnet.down_blocks.state_dict()["0.resnets.0.conv1.weight"],
         sd.unet.down_blocks.state_dict()["0.resnets.0.conv1.weight"],
     )
+
+
+@pytest.mark.parametrize("branch_type", testing.BRANCH_TYPES)
+def test_dual_prior_processors_in_a_built_and_a_loaded_pipeline(folders, branch_type, tmp_path):
+    """`from diffusers_sspir import DualPriorAttnProcessor` is what the models' prior layers run, built or loaded."""
+    pipe = build(folders, branch_type=branch_type)
+    pipe.save_pretrained(tmp_path)
+    loaded = SSPIRPipeline.from_pretrained(tmp_path)
+    for model in (pipe.unet, pipe.controlnet, loaded.unet, loaded.controlnet):
+        check_dual_prior_processors(model, branch_type)
 
 
 @pytest.mark.parametrize("branch_type", testing.BRANCH_TYPES)

@@ -7,6 +7,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0, FusedAttnProcessor2_0
 
 from diffusers_sspir import SSPIRPipeline, testing
+from diffusers_sspir.models.attention import dual_prior_kernel
 
 STEPS = 3
 # Fused projections and channels-last reorder float32 sums: the outputs agree to rounding, not bit for bit.
@@ -46,8 +47,8 @@ def mark_steps(monkeypatch):
 
 
 def kernels(model) -> set[type]:
-    """The processor types of every attention layer, SD's and the branches'."""
-    return {type(processor) for processor in model.attn_processors.values()}
+    """The kernel types of every attention layer, SD's and the branches' (inside their DualPriorAttnProcessor)."""
+    return {type(dual_prior_kernel(processor)) for processor in model.attn_processors.values()}
 
 
 def test_fuse_qkv_projections_covers_the_controlnet_and_keeps_the_output():

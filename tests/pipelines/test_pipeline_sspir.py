@@ -313,10 +313,12 @@ def test_from_pretrained_in_half_precision(pipe, tmp_path, keyword, dtype):
 def test_sdpa_is_the_default_kernel_after_loading(pipe, tmp_path):
     from diffusers.models.attention_processor import AttnProcessor2_0
 
+    from diffusers_sspir.models.attention import dual_prior_kernel
+
     pipe.save_pretrained(tmp_path)
     loaded = SSPIRPipeline.from_pretrained(tmp_path)
     for model in (loaded.unet, loaded.controlnet):  # SD's layers and the branches' alike
-        assert all(isinstance(p, AttnProcessor2_0) for p in model.attn_processors.values())
+        assert all(isinstance(dual_prior_kernel(p), AttnProcessor2_0) for p in model.attn_processors.values())
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-from .attention import DualPriorAttention, DualPriorInputs
+from .attention import DualPriorAttention, DualPriorAttnProcessor, DualPriorInputs
 from .branches import BRANCH_TYPES, install_dual_prior_branches, is_branch_parameter
 from .controlnet import SSPIRControlNetModel
 from .refiner import ImageTokenRefiner
@@ -8,6 +8,7 @@ from .unet import SSPIRUNet2DConditionModel
 __all__ = [
     "BRANCH_TYPES",
     "DualPriorAttention",
+    "DualPriorAttnProcessor",
     "DualPriorInputs",
     "ImageTokenRefiner",
     "SSPIRControlNetModel",

@@ -11,7 +11,9 @@ ControlNet, in this order within each layer:
 | up blocks without attention (SD-1.5's up block 0) | ResNet → **pixel transformer** |
 
 The image transformers' cross-attention attends to the refined image tokens; the pixel transformers' to the
-ControlNet residual of the skip connection that the layer consumes, flattened to tokens. The branches live in
+ControlNet residual of the skip connection that the layer consumes, flattened to tokens. Those cross-attention layers
+are `DualPriorAttention` layers (`attention.py`): the blocks hand each branch the whole `DualPriorInputs`, and the
+layer's `DualPriorAttnProcessor` takes the tokens it attends to out of it. The branches live in
 `image_attentions` / `pixel_attentions` lists beside SD's `attentions`, under the same names as in the authors'
 checkpoints, and SD's own parameters keep their stock names. Their `proj_out` starts at zero, so an untrained model
 computes exactly what Stable Diffusion computes.
@@ -42,12 +44,13 @@ def zero_init_transformer(transformer: Transformer2DModel) -> Transformer2DModel
 
 
 class _DualPriorBlockMixin:
-    """The branch calls shared by the SSP-IR blocks. A block has `image_attentions` (or `None`), `pixel_attentions`
-    (or `None`) and `pixel_indices`: for each layer, the index of its skip connection in the ControlNet residuals."""
+    """The branch calls shared by the SSP-IR blocks. A block has `image_attentions` and `pixel_attentions`, one
+    transformer per layer (or `None`); the branches' cross-attention layers are [`DualPriorAttention`] layers, which
+    take their tokens (the image tokens, or the ControlNet residual of the layer's skip connection) out of the
+    [`DualPriorInputs`] they are handed."""
 
     image_attentions: nn.ModuleList | None
     pixel_attentions: nn.ModuleList | None
-    pixel_indices: tuple[int, ...]
 
     @classmethod
     def extend(
@@ -55,7 +58,6 @@ class _DualPriorBlockMixin:
         block: nn.Module,
         image_attentions: list[Transformer2DModel] | None = None,
         pixel_attentions: list[Transformer2DModel] | None = None,
-        pixel_indices: tuple[int, ...] = (),
     ) -> nn.Module:
         """Turns the stock diffusers `block` into this class in place (as `torch.nn.utils.parametrize` does, so SD's
         weights keep their names) with the given branches, and returns it."""
@@ -65,12 +67,10 @@ class _DualPriorBlockMixin:
         block.__class__ = cls
         # instance attributes, not class defaults: torch finds submodules only when normal lookup fails
         block.image_attentions = block.pixel_attentions = None
-        block.pixel_indices = ()
         if image_attentions is not None:
             block.image_attentions = nn.ModuleList(image_attentions)
         if pixel_attentions is not None:
             block.pixel_attentions = nn.ModuleList(pixel_attentions)
-            block.pixel_indices = tuple(pixel_indices)
         return block
 
     def _resnet(self, resnet: nn.Module, hidden_states: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
@@ -81,16 +81,17 @@ class _DualPriorBlockMixin:
     def _image_branch(self, layer: int, hidden_states: torch.Tensor, inputs: DualPriorInputs, kwargs) -> torch.Tensor:
         if self.image_attentions is None or inputs.image_embeds is None:
             return hidden_states
-        branch = self.image_attentions[layer]
-        return branch(hidden_states, encoder_hidden_states=inputs.image_embeds, cross_attention_kwargs=kwargs,
-                      return_dict=False)[0]  # fmt: skip
+        return self._branch(self.image_attentions[layer], hidden_states, inputs, kwargs)
 
     def _pixel_branch(self, layer: int, hidden_states: torch.Tensor, inputs: DualPriorInputs, kwargs) -> torch.Tensor:
         if self.pixel_attentions is None or inputs.pixel_embeds is None:
             return hidden_states
-        tokens = inputs.pixel_tokens(self.pixel_indices[layer])
-        branch = self.pixel_attentions[layer]
-        return branch(hidden_states, encoder_hidden_states=tokens, cross_attention_kwargs=kwargs, return_dict=False)[0]
+        return self._branch(self.pixel_attentions[layer], hidden_states, inputs, kwargs)
+
+    @staticmethod
+    def _branch(branch: Transformer2DModel, hidden_states: torch.Tensor, inputs: DualPriorInputs, kwargs):
+        # the whole conditioning goes in: the branch's DualPriorAttention layer takes its own tokens out of it
+        return branch(hidden_states, encoder_hidden_states=inputs, cross_attention_kwargs=kwargs, return_dict=False)[0]
 
     @staticmethod
     def _text(attn, hidden_states, inputs: DualPriorInputs, kwargs, attention_mask, encoder_attention_mask):

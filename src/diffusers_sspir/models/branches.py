@@ -7,13 +7,13 @@
 Both start at zero output and keep Stable Diffusion's own parameters under their stock names.
 """
 
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import CROSS_ATTENTION_PROCESSORS, Attention, AttnProcessor
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
 from ..defaults import BRANCH_TYPES
 from ._utils import place_like
-from .attention import DualPriorAttention
+from .attention import DualPriorAttention, dual_prior_kernel
 from .blocks import SSPIR_BLOCKS, zero_init_transformer
 
 # Parameter-name parts that only the branches' parameters have: transformer kind, then light kind.
@@ -54,11 +54,21 @@ def _up_block_skips(model: nn.Module) -> list[list[int]]:
     return result
 
 
-def _branch_like(transformer: Transformer2DModel, cross_attention_dim: int) -> Transformer2DModel:
-    """A zero-initialised transformer configured as SD's `transformer`, attending to `cross_attention_dim` tokens."""
+def _attending(branch: Transformer2DModel, attends_to: str, pixel_index: int | None = None) -> Transformer2DModel:
+    """`branch` with its cross-attention layers made [`DualPriorAttention`] layers attending to `attends_to`."""
+    for attn in _cross_attention_layers(branch):
+        DualPriorAttention.extend(attn, attends_to, pixel_index)
+    return branch
+
+
+def _branch_like(
+    transformer: Transformer2DModel, cross_attention_dim: int, attends_to: str, pixel_index: int | None = None
+) -> Transformer2DModel:
+    """A zero-initialised transformer configured as SD's `transformer`, attending to `cross_attention_dim` tokens of
+    the prior `attends_to`."""
     config = {key: value for key, value in transformer.config.items() if not key.startswith("_")}
     branch = Transformer2DModel.from_config({**config, "cross_attention_dim": cross_attention_dim})
-    return place_like(zero_init_transformer(branch), transformer)
+    return place_like(_attending(zero_init_transformer(branch), attends_to, pixel_index), transformer)
 
 
 def _heads_per_up_block(config) -> list[int]:
@@ -80,7 +90,7 @@ def _install_transformer_branches(
     def image_branches(block):
         if image_embed_dim is None:
             return None
-        return [_branch_like(attn, image_embed_dim) for attn in block.attentions]
+        return [_branch_like(attn, image_embed_dim, "image") for attn in block.attentions]
 
     for block in [*model.down_blocks, model.mid_block]:
         if getattr(block, "attentions", None) is None or image_embed_dim is None:
@@ -96,9 +106,12 @@ def _install_transformer_branches(
                 raise _stock_type_error(model, block)
             pixel = None
             if pixel_attention:
-                pixel = [_branch_like(attn, width) for attn, width in zip(block.attentions, channels)]
+                pixel = [
+                    _branch_like(attn, width, "pixel", skip)
+                    for attn, width, skip in zip(block.attentions, channels, skips)
+                ]
             if pixel is not None or image_embed_dim is not None:
-                SSPIR_BLOCKS[type(block)].extend(block, image_branches(block), pixel, skips)
+                SSPIR_BLOCKS[type(block)].extend(block, image_branches(block), pixel)
         elif pixel_attention:
             if type(block) not in SSPIR_BLOCKS:
                 raise _stock_type_error(model, block)
@@ -109,22 +122,26 @@ def _install_transformer_branches(
             config = model.config
             pixel = [
                 place_like(
-                    zero_init_transformer(
-                        Transformer2DModel(
-                            num_attention_heads=heads,
-                            attention_head_dim=width // heads,
-                            in_channels=width,
-                            cross_attention_dim=skip_width,
-                            norm_num_groups=config.norm_num_groups,
-                            use_linear_projection=config.use_linear_projection,
-                            upcast_attention=config.upcast_attention,
-                        )
+                    _attending(
+                        zero_init_transformer(
+                            Transformer2DModel(
+                                num_attention_heads=heads,
+                                attention_head_dim=width // heads,
+                                in_channels=width,
+                                cross_attention_dim=skip_width,
+                                norm_num_groups=config.norm_num_groups,
+                                use_linear_projection=config.use_linear_projection,
+                                upcast_attention=config.upcast_attention,
+                            )
+                        ),
+                        "pixel",
+                        skip,
                     ),
                     block,
                 )
-                for skip_width in channels
+                for skip_width, skip in zip(channels, skips)
             ]
-            SSPIR_BLOCKS[type(block)].extend(block, pixel_attentions=pixel, pixel_indices=skips)
+            SSPIR_BLOCKS[type(block)].extend(block, pixel_attentions=pixel)
 
 
 def _cross_attention_layers(block: nn.Module) -> list[Attention]:
@@ -138,13 +155,13 @@ def _cross_attention_layers(block: nn.Module) -> list[Attention]:
 def _install_attention_branches(model: nn.Module, image_embed_dim: int | None, pixel_attention: bool) -> None:
     for block in [*model.down_blocks, model.mid_block]:
         for attn in _cross_attention_layers(block):
-            DualPriorAttention.extend(attn, image_embed_dim)
+            DualPriorAttention.extend(attn, "text").add_light_branches(image_embed_dim)
     for block, skips in zip(getattr(model, "up_blocks", None) or [], _up_block_skips(model)):
         channels = skip_channels(model)
         for layer, transformer in enumerate(getattr(block, "attentions", None) or []):
             pixel = {"pixel_embed_dim": channels[skips[layer]], "pixel_index": skips[layer]} if pixel_attention else {}
             for attn in _cross_attention_layers(transformer):
-                DualPriorAttention.extend(attn, image_embed_dim, **pixel)
+                DualPriorAttention.extend(attn, "text").add_light_branches(image_embed_dim, **pixel)
 
 
 def install_dual_prior_branches(
@@ -176,7 +193,24 @@ def install_dual_prior_branches(
 
 
 class DualPriorBranchesMixin:
-    """Loading rule of the SSP-IR UNet and ControlNet: a checkpoint without the branch weights is refused."""
+    """What the SSP-IR UNet and ControlNet add to diffusers' models: a checkpoint without the branch weights is
+    refused, and `set_default_attn_processor` counts [`DualPriorAttnProcessor`] as the cross-attention processor it
+    is."""
+
+    def set_default_attn_processor(self) -> None:
+        r"""
+        Gives every attention layer diffusers' default `AttnProcessor`, as the stock models' method does; the
+        dual-prior layers take it as the kernel of their [`DualPriorAttnProcessor`], so they keep their priors.
+        (The stock method refuses any processor class it does not know, `DualPriorAttnProcessor` among them.)
+        """
+        kernels = {type(dual_prior_kernel(processor)) for processor in self.attn_processors.values()}
+        if not kernels <= set(CROSS_ATTENTION_PROCESSORS):
+            raise ValueError(
+                f"Cannot call `set_default_attn_processor` when attention processors are of type "
+                f"{sorted(kernel.__name__ for kernel in kernels - set(CROSS_ATTENTION_PROCESSORS))}: diffusers' "
+                "default processor is for plain cross-attention only."
+            )
+        self.set_attn_processor(AttnProcessor())
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
