@@ -312,27 +312,28 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return near + (-0.5 * x**3 + 2.5 * x**2 - 4 * x + 2) * ((x > 1) & (x <= 2))
 
 
-def _imresize_matrix(length: int, scale: float) -> np.ndarray:
-    """`(ceil(length * scale), length)` weights of MATLAB's `imresize(..., scale, "bicubic")` along one axis: the
-    kernel widened by `1 / scale` when shrinking (antialiasing), taps beyond the edges mirrored back inside."""
+def _imresize_taps(length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """`(weights, index)`, each `(ceil(length * scale), taps)`, of MATLAB's `imresize(..., scale, "bicubic")` along
+    one axis: output pixel `i` is `sum(weights[i] * input[index[i]])`, with the kernel widened by `1 / scale` when
+    shrinking (antialiasing) and taps beyond the edges mirrored back inside."""
     out_length = math.ceil(length * scale)
     stretch = min(scale, 1.0)
     width = 4 / stretch
     centres = np.arange(1, out_length + 1) / scale + 0.5 * (1 - 1 / scale)  # in 1-based input coordinates
     taps = np.floor(centres - width / 2)[:, None] + np.arange(math.ceil(width) + 2)
     weights = stretch * _cubic((centres[:, None] - taps) * stretch)
-    weights /= weights.sum(axis=1, keepdims=True)
     index = np.mod(taps.astype(int) - 1, 2 * length)  # symmetric padding: 0 1 .. n-1 n-1 .. 1 0 0 1 ..
     index = np.where(index < length, index, 2 * length - 1 - index)
-    matrix = np.zeros((out_length, length))
-    np.add.at(matrix, (np.arange(out_length)[:, None], index), weights)
-    return matrix
+    return weights / weights.sum(axis=1, keepdims=True), index
 
 
 def _imresize(image: np.ndarray, scale: float) -> np.ndarray:
-    """An `(H, W)` image resized by `scale` as MATLAB's `imresize(image, scale)` does (bicubic, antialiased)."""
-    height, width = image.shape
-    return _imresize_matrix(height, scale) @ image @ _imresize_matrix(width, scale).T
+    """An `(H, W)` image resized by `scale` as MATLAB's `imresize(image, scale)` does (bicubic, antialiased): its
+    rows, then its columns."""
+    for _ in range(2):
+        weights, index = _imresize_taps(image.shape[0], scale)
+        image = sum(weights[:, k, None] * image[index[:, k]] for k in range(weights.shape[1])).T
+    return image
 
 
 def niqe(image: np.ndarray, crop_border: int = 0) -> float:
