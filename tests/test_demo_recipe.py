@@ -38,28 +38,51 @@ def fake_debian_photos(folder: Path, prepare) -> None:
         small.resize(size, PIL.Image.Resampling.BICUBIC).save(path, quality=90)
 
 
+def test_evaluation_sets_split_by_source_share_no_source_with_training():
+    prepare = load("prepare_data")
+    prepare.check_splits(prepare.PHOTOS)
+    sources = {split: {p.source for p in prepare.PHOTOS if p.split == split} for split in prepare.SPLITS}
+    assert len(sources["holdout_new"]) >= 2 and sources["validation_new"]
+    assert not (sources["validation_new"] | sources["holdout_new"]) & sources["train"]
+    assert {p.source for p in prepare.PHOTOS} <= {"skimage", *prepare.PACKAGES}
+
+    def photo(split: str, source: str = "palapeli-data", path: str = "a.jpg"):
+        return prepare.Photo(source, path, "someone", "CC0", split, (1, 1))
+
+    with pytest.raises(ValueError, match="also give training photos"):
+        prepare.check_splits((photo("train"), photo("holdout_new", path="b.jpg")))
+    with pytest.raises(ValueError, match="share the sources"):
+        prepare.check_splits((photo("validation_new"), photo("holdout_new", path="b.jpg")))
+    with pytest.raises(ValueError, match="listed twice"):
+        prepare.check_splits((photo("train"), photo("validation")))
+    with pytest.raises(ValueError, match="outside check"):
+        prepare.check_splits((photo("train", source="scipy"),))
+    with pytest.raises(ValueError, match="unknown splits"):
+        prepare.check_splits((photo("test"),))
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     pytest.importorskip("skimage", reason="the recipe's data include scikit-image's bundled photos")
     prepare = load("prepare_data")
     work = tmp_path / "work"
     debian = tmp_path / "debian"
-    with pytest.raises(SystemExit, match="37 photos missing .* pass --fetch"):  # checked before anything is written
+    with pytest.raises(SystemExit, match="90 photos missing .* pass --fetch"):  # checked before anything is written
         prepare.main(["--debian_dir", str(debian), "--output_dir", str(work / "data")])
     assert not (work / "data").exists()
     fake_debian_photos(debian, prepare)
     prepare.main(["--debian_dir", str(debian), "--output_dir", str(work / "data")])
     with pytest.raises(SystemExit, match="--overwrite"):
         prepare.main(["--debian_dir", str(debian), "--output_dir", str(work / "data")])
-    splits = {split: [p for p in prepare.PHOTOS if p.split == split] for split in ("train", "validation", "holdout")}
-    assert len(list((work / "data" / "train").iterdir())) == len(splits["train"]) == 31
-    holdout = sorted((work / "data" / "holdout" / "gt").iterdir())
-    assert len(holdout) == sum(p.grid[0] * p.grid[1] for p in splits["holdout"]) == 22
-    assert all(PIL.Image.open(path).size == (256, 256) for path in holdout)
-    assert len(list((work / "data" / "validation" / "gt").iterdir())) == 14
+    splits = {split: [p for p in prepare.PHOTOS if p.split == split] for split in prepare.SPLITS}
+    assert len(list((work / "data" / "train").iterdir())) == len(splits["train"]) == 66
+    assert sum(p.split == "train" for p in prepare.PHOTOS_04) == 31  # 0.4's sets, unchanged
+    # crops per evaluation split: the old ones (split by photo) as in 0.4, the new ones split by source
+    for split, count in {"validation": 14, "holdout": 22, "validation_new": 29, "holdout_new": 54}.items():
+        crops = sorted((work / "data" / split / "gt").iterdir())
+        assert len(crops) == sum(p.grid[0] * p.grid[1] for p in splits[split]) == count
+        assert all(PIL.Image.open(path).size == (256, 256) for path in crops)
     assert PIL.Image.open(work / "data" / "sample" / "gt" / "ladybird.png").size == (512, 512)
-    names = {p.name for p in prepare.PHOTOS}
-    assert len(names) == len(prepare.PHOTOS)  # photos are split by photo: no photo in two splits
     listed = (work / "data" / "photos.tsv").read_text().splitlines()
     assert len(listed) == 1 + len(prepare.PHOTOS) and all(len(row.split("\t")) == 5 for row in listed)
 
@@ -120,7 +143,7 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
         torch.testing.assert_close(tensor, before.unet.state_dict()[name], rtol=0, atol=0)
     assert not torch.equal(pipe.structure_processor.preprocessor.conv_last.weight,
                            before.structure_processor.preprocessor.conv_last.weight)  # fmt: skip
-    low_quality = PIL.Image.open(holdout[0]).resize((16, 16))
+    low_quality = PIL.Image.open(sorted((work / "data" / "holdout" / "gt").iterdir())[0]).resize((16, 16))
     prompts = ["a red house", "dotted, noise"]
     images = [pipe(low_quality, prompt=p, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                    output_type="np").images[0] for p in prompts]  # fmt: skip
