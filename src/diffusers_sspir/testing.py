@@ -503,6 +503,54 @@ class SSPIRPipelineTesterMixin:
             assert getattr(loaded, name) is None, f"{name} came back after saving without it"
         self.assert_close(loaded(**self.get_dummy_inputs(**embeds)).images, expected)
 
+    def test_encode_prompt_works_in_isolation(self):
+        """diffusers' check of the same name, step by step: `encode_prompt` on a pipeline holding only the text
+        encoder and tokenizer, called with the call's own arguments (required ones from `__call__`'s defaults),
+        gives embeddings that make a pipeline without them restore exactly what the full pipeline restores."""
+        components = self.get_dummy_components()
+        is_text = {name: "text" in name or "tokenizer" in name for name in components}
+        text_only = self.get_pipeline(**{name: c if is_text[name] else None for name, c in components.items()})
+        call_parameters = inspect.signature(self.pipeline_class.__call__).parameters
+        for guidance_scale in (1.0, 7.5):
+            inputs = self.get_dummy_inputs(prompt="a red house", guidance_scale=guidance_scale)
+            encode_inputs = {"device": torch.device("cpu"), "do_classifier_free_guidance": guidance_scale > 1}
+            for name, parameter in inspect.signature(text_only.encode_prompt).parameters.items():
+                if name in inputs:
+                    encode_inputs[name] = inputs.pop(name)
+                elif name not in encode_inputs and parameter.default is inspect.Parameter.empty:
+                    assert name in call_parameters, f"`encode_prompt` needs `{name}`, which `__call__` lacks"
+                    encode_inputs[name] = call_parameters[name].default
+            with torch.no_grad():
+                prompt_embeds, negative_prompt_embeds = text_only.encode_prompt(**encode_inputs)
+            assert (negative_prompt_embeds is not None) == (guidance_scale > 1)
+            without_text = self.get_pipeline(**{name: None if is_text[name] else c for name, c in components.items()})
+            embeds = dict(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds)
+            isolated = without_text(**inputs, **embeds, negative_prompt=None).images
+            full = self.get_pipeline(**components)(
+                **self.get_dummy_inputs(prompt="a red house", guidance_scale=guidance_scale)
+            ).images
+            self.assert_close(isolated, full, 1e-4)
+
+    def test_encode_prompt_has_diffusers_signature(self):
+        """A notebook user who knows diffusers calls `encode_prompt(prompt, device, num_images_per_prompt,
+        do_classifier_free_guidance, negative_prompt, prompt_embeds, negative_prompt_embeds, lora_scale,
+        clip_skip)` and gets `(prompt_embeds, negative_prompt_embeds)`."""
+        names = list(inspect.signature(self.pipeline_class.encode_prompt).parameters)[1:10]
+        diffusers_names = (
+            "prompt device num_images_per_prompt do_classifier_free_guidance negative_prompt prompt_embeds "
+            "negative_prompt_embeds lora_scale clip_skip"
+        ).split()
+        assert names == diffusers_names
+        pipe = self.get_pipeline()
+        embeds, negative = pipe.encode_prompt(["a red house", "a tree"], "cpu", 2, True, "blur")
+        assert embeds.shape == negative.shape and embeds.shape[0] == 4
+        torch.testing.assert_close(embeds[0], embeds[1], rtol=0, atol=0)  # copies of one prompt, one after another
+        assert not torch.equal(embeds[1], embeds[2]) and not torch.equal(embeds[0], negative[0])
+        again, none = pipe.encode_prompt(None, "cpu", 1, False, prompt_embeds=embeds[:1])
+        assert none is None and torch.equal(again, embeds[:1])
+        skipped, _ = pipe.encode_prompt("a red house", "cpu", clip_skip=1)
+        assert skipped.shape == embeds[:1].shape and not torch.equal(skipped, embeds[:1])
+
     def test_callback_inputs(self):
         """The callback gets every tensor it asks for, at every step, and what it returns replaces it."""
         pipe = self.get_pipeline()

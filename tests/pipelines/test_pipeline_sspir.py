@@ -132,8 +132,8 @@ def test_missing_component_error_names_component_and_folder(pipe, tmp_path):
 def test_classifier_free_guidance_on_and_off():
     pipe = make_pipe()
     calls = []
-    original = pipe.encode_prompt
-    pipe.encode_prompt = lambda prompt, *a, **k: calls.append(list(prompt)) or original(prompt, *a, **k)
+    original = pipe._encode_windows  # the text encoder's passes
+    pipe._encode_windows = lambda prompts, *a, **k: calls.append(list(prompts)) or original(prompts, *a, **k)
     without = pipe(**call_kwargs(guidance_scale=1.0)).images
     assert calls == [[DEFAULT_ADDED_PROMPT]]
     with_cfg = pipe(**call_kwargs(guidance_scale=7.5)).images
@@ -160,8 +160,7 @@ def test_callback_receives_tensors_and_can_change_latents(pipe):
 
 
 def test_prompt_embeds_replace_prompt(pipe):
-    embeds = pipe.encode_prompt([f"a cat, {DEFAULT_ADDED_PROMPT}"], torch.device("cpu"))
-    negative = pipe.encode_prompt(["dotted, noise, blur, lowres, smooth"], torch.device("cpu"))
+    embeds, negative = pipe.encode_prompt(["a cat"], torch.device("cpu"), do_classifier_free_guidance=True)
     from_embeds = pipe(**call_kwargs(prompt_embeds=embeds, negative_prompt_embeds=negative)).images
     from_text = pipe(**call_kwargs(prompt="a cat")).images
     np.testing.assert_allclose(from_embeds, from_text, atol=1e-6)
@@ -169,7 +168,7 @@ def test_prompt_embeds_replace_prompt(pipe):
 
 def test_long_prompts_use_up_to_four_windows(pipe):
     def tokens(words):
-        return pipe.encode_prompt([" ".join(["ab"] * words)], torch.device("cpu")).shape[1]
+        return pipe.encode_prompt([" ".join(["ab"] * words)], "cpu", added_prompt=None)[0].shape[1]
 
     # "ab" is two tokens ("a", "b</w>") in the tiny vocabulary; windows hold 75 tokens.
     assert [tokens(n) for n in (1, 37, 38, 75, 150, 400)] == [77, 77, 152, 152, 302, 302]
@@ -341,8 +340,8 @@ def test_long_caption_is_cut_before_the_added_prompt(pipe):
     prompt = pipe.join_prompt(caption, DEFAULT_ADDED_PROMPT)
     assert prompt.endswith(f", {DEFAULT_ADDED_PROMPT}")
     assert len(pipe._token_ids(prompt)) <= 300
-    with_added = pipe.encode_prompt([prompt], torch.device("cpu"))
-    without = pipe.encode_prompt([pipe.join_prompt(caption, None)], torch.device("cpu"))
+    with_added, _ = pipe.encode_prompt([caption], torch.device("cpu"))
+    without, _ = pipe.encode_prompt([caption], torch.device("cpu"), added_prompt=None)
     assert with_added.shape == without.shape == (1, 302, 16)
     assert not torch.equal(with_added, without)
     out = pipe(**call_kwargs(prompt=caption, num_inference_steps=1))

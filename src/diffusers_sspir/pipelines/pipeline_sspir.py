@@ -804,33 +804,112 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             for chunk in chunks
         ]
 
-    def encode_prompt(
-        self, prompt: str | list[str], device: torch.device, num_windows: int | None = None
+    def _encode_windows(
+        self, prompts: list[str], device: torch.device, num_windows: int | None = None, clip_skip: int | None = None
     ) -> torch.Tensor:
-        r"""
-        Encodes prompts with the CLIP text encoder. As in the paper, a long prompt is split into up to 4 windows of 75
-        tokens, each wrapped in BOS/EOS and encoded separately; the windows are concatenated without the BOS/EOS
-        between them, giving 77, 152, 227 or 302 tokens.
-
-        Args:
-            prompt (`str` or `list[str]`): the prompt(s), used as given (see [`join_prompt`] for the added prompt).
-            device (`torch.device`): where to put the embeddings.
-            num_windows (`int`, *optional*): pad every prompt to this many windows (at least as many as the longest
-                prompt needs), so that batches and their negative prompts line up.
-
-        Returns:
-            `torch.Tensor`: `(len(prompt), 2 + 75 * windows, hidden_size)`.
-        """
-        prompt = [prompt] if isinstance(prompt, str) else prompt
-        windows = [self._tokenize_windows(p) for p in prompt]
+        """The text encoder on the prompts as given, in windows (see [`encode_prompt`]), in one pass:
+        `(len(prompts), 2 + 75 * windows, hidden_size)`, every prompt padded to the same number of windows (at least
+        `num_windows`) with empty ones."""
+        windows = [self._tokenize_windows(p) for p in prompts]
         count = max([len(w) for w in windows] + [num_windows or 1])
         empty = self._tokenize_windows("")[0]
         ids = torch.tensor([w + [empty] * (count - len(w)) for w in windows], device=device)
-        embeds = self.text_encoder(ids.flatten(0, 1))[0].unflatten(0, (len(prompt), count))
+        if clip_skip is None:
+            embeds = self.text_encoder(ids.flatten(0, 1))[0]
+        else:  # as diffusers' Stable Diffusion pipelines: an earlier layer, through the final layer norm
+            hidden = self.text_encoder(ids.flatten(0, 1), output_hidden_states=True).hidden_states[-(clip_skip + 1)]
+            text_model = getattr(self.text_encoder, "text_model", self.text_encoder)  # transformers 5 flattened it
+            embeds = text_model.final_layer_norm(hidden)
+        embeds = embeds.unflatten(0, (len(prompts), count))
         if count == 1:
             return embeds[:, 0]
         first, middle, last = embeds[:, 0, :-1], embeds[:, 1:-1, 1:-1].flatten(1, 2), embeds[:, -1, 1:]
         return torch.cat([first, middle, last], dim=1)
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        device: torch.device | str,
+        num_images_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = False,
+        negative_prompt: str | list[str] | None = DEFAULT_NEGATIVE_PROMPT,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        lora_scale: float | None = None,
+        clip_skip: int | None = None,
+        *,
+        added_prompt: str | None = DEFAULT_ADDED_PROMPT,
+        num_windows: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""
+        Encodes prompts with the CLIP text encoder, as diffusers' Stable Diffusion pipelines do (same arguments, same
+        returns), with the paper's long prompts: a prompt is split into up to 4 windows of 75 tokens, each wrapped in
+        BOS/EOS and encoded separately; the windows are concatenated without the BOS/EOS between them, giving 77,
+        152, 227 or 302 tokens. Every prompt of the call (and every negative prompt) gets as many windows as the
+        longest needs, or `num_windows`; the text is what `__call__` encodes for the same arguments (each prompt
+        joined with `added_prompt`), so the embeddings can be passed back as `prompt_embeds` and
+        `negative_prompt_embeds`. (`__call__` itself encodes each image's prompt with the windows it needs alone,
+        see [`encode_prompts_alone`].)
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*): the prompt(s); not used with `prompt_embeds`.
+            device (`torch.device`): where to put the embeddings.
+            num_images_per_prompt (`int`, defaults to 1): copies of each prompt's embeddings, one after another.
+            do_classifier_free_guidance (`bool`, defaults to `False`): also return negative embeddings.
+            negative_prompt (`str` or `list[str]`, *optional*, defaults to `"dotted, noise, blur, lowres, smooth"`):
+                one for all prompts or one per prompt; `None` is the empty prompt. Not used with
+                `negative_prompt_embeds`.
+            prompt_embeds (`torch.Tensor`, *optional*): embeddings to return instead of encoding `prompt` (their
+                window count is then the negative prompt's).
+            negative_prompt_embeds (`torch.Tensor`, *optional*): embeddings to return instead of encoding
+                `negative_prompt`.
+            lora_scale (`float`, *optional*): scale of the text encoder's LoRA layers while encoding.
+            clip_skip (`int`, *optional*): layers to skip from the end of the text encoder (its output then goes
+                through the final layer norm, as in diffusers); SSP-IR is trained on the last layer.
+            added_prompt (`str`, *optional*, defaults to `"clean, high-resolution, 8k"`): appended to every prompt,
+                as `__call__` does; `None` or `""` encodes the prompts as given.
+            num_windows (`int`, *optional*): at least this many windows for every prompt.
+
+        Returns:
+            `tuple`: the prompt embeddings `(len(prompt) * num_images_per_prompt, 2 + 75 * windows, hidden_size)`
+            and the negative ones of the same shape (`None` without classifier-free guidance).
+        """
+        device = torch.device(device)
+        if clip_skip is not None:
+            check_integer("clip_skip", clip_skip, minimum=0)
+        check_integer("num_images_per_prompt", num_images_per_prompt, minimum=1)
+        if prompt_embeds is None:
+            if prompt is None:
+                raise ValueError("Pass `prompt` or `prompt_embeds` to `encode_prompt`.")
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            prompts = [self.join_prompt(p, added_prompt) for p in prompts]
+        batch_size = len(prompts) if prompt_embeds is None else prompt_embeds.shape[0]
+        encode_negatives = do_classifier_free_guidance and negative_prompt_embeds is None
+        negatives = []
+        if encode_negatives:
+            negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * batch_size
+            if len(negatives) != batch_size:
+                raise ValueError(
+                    f"`negative_prompt` has {len(negatives)} entries for {batch_size} prompts: give one for all or "
+                    "one per prompt."
+                )
+        with self.text_encoder_lora_scale(lora_scale):
+            if prompt_embeds is None:  # negatives and prompts in one text-encoder pass
+                embeds = self._encode_windows(negatives + prompts, device, num_windows, clip_skip)
+                negative, prompt_embeds = embeds[: len(negatives)], embeds[len(negatives) :]
+            elif encode_negatives:
+                negative = self._encode_windows(negatives, device, self._windows_in(prompt_embeds), clip_skip)
+        if encode_negatives:
+            negative_prompt_embeds = negative
+        if do_classifier_free_guidance and negative_prompt_embeds.shape[1:] != prompt_embeds.shape[1:]:
+            raise ValueError(
+                f"The negative prompt needs {negative_prompt_embeds.shape[1]} tokens but `prompt_embeds` has "
+                f"{prompt_embeds.shape[1]}: shorten the negative prompt or pass `negative_prompt_embeds`."
+            )
+        prompt_embeds = prompt_embeds.to(device).repeat_interleave(num_images_per_prompt, dim=0)
+        if not do_classifier_free_guidance:
+            return prompt_embeds, None
+        return prompt_embeds, negative_prompt_embeds.to(device).repeat_interleave(num_images_per_prompt, dim=0)
 
     def _tokens_in(self, windows: int) -> int:
         """Tokens of embeddings with `windows` text windows: 77, 152, 227 or 302 for CLIP."""
@@ -865,18 +944,23 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         ]
         tokens = self._tokens_in(max(counts))
         positive = negative = None
-        for count in sorted(set(counts)):  # one text-encoder pass per window count, negatives first
+        for count in sorted(set(counts)):  # one text-encoder pass per window count
             rows = [i for i, c in enumerate(counts) if c == count]
-            texts = ([negatives[i] for i in rows] if negatives else []) + [prompts[i] for i in rows]
-            embeds = self.encode_prompt(texts, device, num_windows=count)
-            embeds = F.pad(embeds, (0, 0, 0, tokens - embeds.shape[1]))
+            embeds, negative_embeds = self.encode_prompt(
+                [prompts[i] for i in rows],
+                device,
+                do_classifier_free_guidance=bool(negatives),
+                negative_prompt=[negatives[i] for i in rows] if negatives else None,
+                added_prompt=None,
+                num_windows=count,
+            )
             if positive is None:
                 positive = embeds.new_zeros(len(prompts), tokens, embeds.shape[-1])
                 negative = torch.zeros_like(positive) if negatives else None
             index = torch.tensor(rows, device=device)
-            positive[index] = embeds[-len(rows) :]
+            positive[index] = F.pad(embeds, (0, 0, 0, tokens - embeds.shape[1]))
             if negatives:
-                negative[index] = embeds[: len(rows)]
+                negative[index] = F.pad(negative_embeds, (0, 0, 0, tokens - embeds.shape[1]))
         mask = None
         if len(set(counts)) > 1:
             lengths = torch.tensor([self._tokens_in(c) for c in counts], device=device)
@@ -932,16 +1016,19 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             else:
                 prompts = [""] * batch_size
                 prompt_embeds = prompt_embeds.to(device).expand(batch_size, -1, -1)
-                if encode_negatives:
-                    negative_prompt_embeds = self.encode_prompt(negatives, device, self._windows_in(prompt_embeds))
+                if negative_prompt_embeds is not None:
+                    negative_prompt_embeds = negative_prompt_embeds.to(device).expand(batch_size, -1, -1)
+                prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+                    None,
+                    device,
+                    do_classifier_free_guidance=do_classifier_free_guidance,
+                    negative_prompt=negatives,
+                    prompt_embeds=prompt_embeds,
+                    negative_prompt_embeds=negative_prompt_embeds,
+                )
         if not do_classifier_free_guidance:
             return prompts, prompt_embeds, None, text_mask
         negative_prompt_embeds = negative_prompt_embeds.to(device).expand(batch_size, -1, -1)
-        if negative_prompt_embeds.shape[1] != prompt_embeds.shape[1]:
-            raise ValueError(
-                f"The negative prompt needs {negative_prompt_embeds.shape[1]} tokens but `prompt_embeds` has "
-                f"{prompt_embeds.shape[1]}: shorten the negative prompt or pass `negative_prompt_embeds`."
-            )
         return prompts, prompt_embeds, negative_prompt_embeds, text_mask
 
     @contextlib.contextmanager

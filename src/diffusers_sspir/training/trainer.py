@@ -232,7 +232,7 @@ class LossComputer:
             posterior = pipe.vae.encode((high_quality * 2 - 1).to(self.weight_dtype)).latent_dist
             latents = posterior.mean.float() + posterior.std.float() * randn(posterior.mean.shape, generator, device)
             latents = latents * pipe.vae.config.scaling_factor
-            text_embeds = pipe.encode_prompt(list(batch["caption"]), device)
+            text_embeds, _ = pipe.encode_prompt(list(batch["caption"]), device, added_prompt=None)  # as captioned
             clip_tokens = pipe.clip_image_tokens(upscaled)
         noise = randn(latents.shape, generator, device)
         num_timesteps = self.noise_scheduler.config.num_train_timesteps
