@@ -64,6 +64,7 @@ def test_evaluation_sets_split_by_source_share_no_source_with_training():
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     pytest.importorskip("skimage", reason="the recipe's data include scikit-image's bundled photos")
+    pytest.importorskip("matplotlib", reason="the recipe draws its fidelity curves with matplotlib (the plots extra)")
     prepare = load("prepare_data")
     work = tmp_path / "work"
     debian = tmp_path / "debian"
