@@ -2,6 +2,7 @@ from .attention import DualPriorAttention, DualPriorAttnProcessor, DualPriorInpu
 from .branches import BRANCH_TYPES, install_dual_prior_branches, is_branch_parameter
 from .controlnet import SSPIRControlNetModel
 from .refiner import ImageTokenRefiner
+from .rrdbnet import RRDBNet
 from .structure_processor import StructureProcessor, StructureProcessorOutput
 from .unet import SSPIRUNet2DConditionModel
 
@@ -11,6 +12,7 @@ __all__ = [
     "DualPriorAttnProcessor",
     "DualPriorInputs",
     "ImageTokenRefiner",
+    "RRDBNet",
     "SSPIRControlNetModel",
     "SSPIRUNet2DConditionModel",
     "StructureProcessor",
