@@ -2,7 +2,6 @@
 photos, and ends in a pipeline folder that loads and restores: the recipe that made the shipped weights keeps
 working."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,14 +14,11 @@ from accelerate.state import AcceleratorState
 from diffusers_sspir import SSPIRPipeline
 from diffusers_sspir.training.train_sspir import main as train_sspir
 
-RECIPE = Path(__file__).parents[1] / "examples" / "demo_model"
+from .scripts import load_script
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"demo_recipe_{name}", RECIPE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"examples/demo_model/{name}.py", f"demo_recipe_{name}")
 
 
 def fake_debian_photos(folder: Path, prepare) -> None:

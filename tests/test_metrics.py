@@ -7,9 +7,7 @@ without its outer `(11 - 1) / 2 = 5` pixels: exactly the positions where the 11x
 """
 
 import hashlib
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +20,8 @@ except ImportError as error:
                 allow_module_level=True)  # fmt: skip
 
 from diffusers_sspir.metrics import NIQE_MODEL_PATH, crop_borders, gaussian_kernel, niqe, psnr, rgb_to_y, ssim
+
+from .scripts import load_script
 
 
 def random_pair(height=40, width=36, seed=0, noise=20):
@@ -190,15 +190,7 @@ NIQE_PARAMS_SHA256 = "2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d736
 """sha256 of `basicsr/metrics/niqe_pris_params.npz` in the basicsr 1.4.2 sdist."""
 
 
-def load_niqe_references():
-    path = Path(__file__).parents[1] / "scripts" / "make_niqe_references.py"
-    spec = importlib.util.spec_from_file_location("make_niqe_references", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-niqe_references = load_niqe_references()
+niqe_references = load_script("scripts/make_niqe_references.py")
 
 
 def test_niqe_cases_are_the_recorded_ones():

@@ -9,17 +9,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_peers.py"
+from ..scripts import load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_peers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_script()
+bench = load_script("benchmarks/bench_peers.py")
 
 
 def write_images(folder: Path) -> None:

@@ -1,6 +1,5 @@
 """benchmarks/bench_pipeline.py end to end in its tiny CPU mode, and its seam measure."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pipeline.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_pipeline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_bench():
+    return load_script("benchmarks/bench_pipeline.py")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +74,7 @@ def test_ratio_table(run):
 
 
 def test_seam_ratio_sees_a_step_at_a_tile_edge():
-    bench = load_script()
+    bench = load_bench()
     rng = np.random.RandomState(0)
     image = rng.rand(256, 256, 3) * 0.2 + 0.4
     assert 0.8 < bench.seam_ratio(image, tile_size=128, overlap=32) < 1.3
@@ -87,7 +85,7 @@ def test_seam_ratio_sees_a_step_at_a_tile_edge():
 
 
 def test_arguments_are_checked():
-    bench = load_script()
+    bench = load_bench()
     with pytest.raises(SystemExit):
         bench.parse_args(["--resolutions", "500"])  # not a multiple of 32 (the input is a quarter)
     with pytest.raises(SystemExit):

@@ -10,20 +10,14 @@ import torch
 
 from diffusers_sspir.models.rrdbnet import RRDBNet
 
+from ..scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 LQ_CROP = REPO / "tests" / "assets" / "demo_holdout" / "lq" / "coffee.png"
-CONVERTER = REPO / "scripts" / "convert_realesrgan_ncnn.py"
 TINY = dict(num_features=8, num_blocks=2, growth_channels=4)
 
 
-def load_converter():
-    spec = importlib.util.spec_from_file_location("convert_realesrgan_ncnn", CONVERTER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert = load_converter()
+convert = load_script("scripts/convert_realesrgan_ncnn.py")
 
 
 def random_rrdbnet(**config) -> RRDBNet:
