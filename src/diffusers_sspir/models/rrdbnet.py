@@ -102,6 +102,11 @@ class RRDBNet(ModelMixin, ConfigMixin):
         self.conv_hr = conv3x3(num_features, num_features)
         self.conv_last = conv3x3(num_features, out_channels)
 
+    @property
+    def input_multiple(self) -> int:
+        """What the input's height and width must be multiples of: 1 at scale 4, 2 at scale 2, 4 at scale 1."""
+        return self.unshuffle
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         r"""
         Args:

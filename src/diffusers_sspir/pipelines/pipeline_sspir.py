@@ -38,13 +38,14 @@ from ..image_ops import (
     COLOR_FIX_METHODS,
     apply_color_fix,
     gaussian_weights,
+    map_tiles,
     pad_to_multiple,
     tile_starts,
     to_tensor_batch,
     upscale_bicubic,
 )
 from ..memory import available_memory, format_bytes, memory_check_skipped
-from ..models import ImageTokenRefiner, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
+from ..models import ImageTokenRefiner, RRDBNet, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
 from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS, StructureProcessorOutput
 from ..validation import check_integer, check_setting, check_tiling
@@ -52,6 +53,9 @@ from ..validation import check_integer, check_setting, check_tiling
 logger = logging.get_logger(__name__)
 
 START_POINTS = ("lr", "noise")
+# Input pixels each tile of the stage-1 upscaler reads around itself (Real-ESRGAN tiles with 10). Its receptive field
+# is wider (RRDBNet's: hundreds of pixels), so a tiled upscale is close to, not equal to, the untiled one.
+UPSCALER_TILE_HALO = 16
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 MAX_PROMPT_WINDOWS = 4
 # Written next to every saved pipeline (and shipped with the bundled demo model), so that diffusers' generic loader
@@ -121,10 +125,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     Realistic image restoration with semantic and structure priors (SSP-IR, Zhang et al., IEEE TCSVT 2025) on
     Stable Diffusion 1.5.
 
-    The low-quality image is upscaled, then conditions a frozen SD-1.5 UNet three ways: a caption (explicit semantic
-    prior, from `captioner` or `prompt`), CLIP image tokens refined by `image_refiner` (implicit semantic prior, read
-    by the dual-prior attention), and a structure prior from `structure_processor` that drives the `controlnet`,
-    whose residuals also feed the UNet's pixel attention.
+    The low-quality image is upscaled (bicubic, or a stage-1 `upscaler` network), then conditions a frozen SD-1.5
+    UNet three ways: a caption (explicit semantic prior, from `captioner` or `prompt`), CLIP image tokens refined by
+    `image_refiner` (implicit semantic prior, read by the dual-prior attention), and a structure prior from
+    `structure_processor` that drives the `controlnet`, whose residuals also feed the UNet's pixel attention.
 
     Args:
         vae (`AutoencoderKL`): Stable Diffusion's VAE.
@@ -139,13 +143,19 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         scheduler (`KarrasDiffusionSchedulers`): any Stable Diffusion scheduler.
         captioner (`Captioner`, *optional*): describes each image when no prompt is given; not saved with the
             pipeline (pass it to `from_pretrained` or assign `pipe.captioner`).
+        recommended_settings (`dict`, *optional*): the call settings the model recommends (see
+            [`recommended_settings`]).
+        upscaler (`RRDBNet`, *optional*): a stage-1 restoration network (DiffBIR's design: e.g. Real-ESRGAN's
+            RRDBNet) that upscales the low-quality image in place of bicubic, so that every prior starts from a clean
+            image; saved with the pipeline. Any diffusers model whose config has an integer `scale` and that maps
+            `[0, 1]` images to `scale`-times larger ones fits. Set `pipe.upscaler = None` for bicubic.
     """
 
     # The ControlNet is called with the UNet at every step, so it stays out of the chain (as in diffusers' ControlNet
     # pipelines): `enable_model_cpu_offload` gives it its own hook, it is loaded once and offloaded after the call.
-    model_cpu_offload_seq = "text_encoder->image_encoder->image_refiner->structure_processor->unet->vae"
+    model_cpu_offload_seq = "upscaler->text_encoder->image_encoder->image_refiner->structure_processor->unet->vae"
     # Without them, the pipeline runs on precomputed `prompt_embeds` (and `negative_prompt_embeds` with guidance).
-    _optional_components = ["text_encoder", "tokenizer"]
+    _optional_components = ["text_encoder", "tokenizer", "upscaler"]
     # The ControlNet's adapters (loaded with `pipe.controlnet.load_lora_adapter`) then follow the pipeline's
     # `set_adapters`, `disable_lora`/`enable_lora`, `delete_adapters`, `unload_lora_weights` and
     # `fuse_lora(components=[..., "controlnet"])`.
@@ -166,6 +176,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         scheduler: KarrasDiffusionSchedulers,
         captioner: Captioner | None = None,
         recommended_settings: dict[str, Any] | None = None,
+        upscaler: RRDBNet | None = None,
     ):
         super().__init__()
         self.register_to_config(recommended_settings=self.check_recommended_settings(recommended_settings))
@@ -180,10 +191,24 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             feature_extractor=feature_extractor,
             image_refiner=image_refiner,
             scheduler=scheduler,
+            upscaler=upscaler,
         )
         self.captioner = captioner
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 8
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # diffusers leaves the config entry of a component saved as None at (None, None) when a model is assigned
+        # to it, so `save_pretrained` would drop it: register it instead (`pipe.upscaler = RRDBNet...` is saved).
+        if (
+            value is not None
+            and name in self._optional_components
+            and name in self.__dict__
+            and tuple(self.config.get(name) or (None, None)) == (None, None)
+        ):
+            self.register_modules(**{name: value})
+            return
+        super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ recommended settings
 
@@ -357,7 +382,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         with open(index_file, encoding="utf-8") as file:
             index = json.load(file)
         saved_as_none = {name for name, entry in index.items() if isinstance(entry, list) and entry[0] is None}
-        for name in sorted(set(expected) - passed - saved_as_none):
+        # An optional component that the folder's index does not name (a folder saved before it existed) is None.
+        unnamed_optional = set(cls._optional_components) - set(index)
+        for name in sorted(set(expected) - passed - saved_as_none - unnamed_optional):
             subfolder = os.path.join(folder, name)
             if not os.path.isdir(subfolder) or not os.listdir(subfolder):
                 raise OSError(
@@ -673,9 +700,18 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         )
         unet_batch = batch_size * (2 if classifier_free_guidance else 1)
         unet = (2 * skips + 4 * unet_config.block_out_channels[0] * latent_pixels) * nbytes(self.unet) * unet_batch
+        # A stage-1 upscaler (RRDBNet) holds about three feature maps of its width at the output size (the last
+        # upsampling and the convolutions after it), per tile with tiling.
+        upscaler = 0
+        if self.upscaler is not None:
+            upscaler_pixels = (
+                min(height * width, (tile_size + 2 * UPSCALER_TILE_HALO * 4) ** 2) if tiled else height * width
+            )
+            width_of = self.upscaler.config.get("num_features", 64)
+            upscaler = 3 * width_of * upscaler_pixels * nbytes(self.upscaler) * batch_size
         # The full-size images kept throughout: input upscaled and padded, restoration, structure image, outputs.
         images = 8 * 3 * height * width * 4 * batch_size
-        return images + max(structure, vae, color_fix, unet)
+        return images + max(structure, vae, color_fix, unet, upscaler)
 
     def check_memory(
         self, batch_size: int, height: int, width: int, tile_size: int | None, encode_image: bool
@@ -757,7 +793,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         captions = [prompt] * len(images) if isinstance(prompt, str) else prompt
         if captions is None:
             height, width = (round(s * upscale) for s in images[0].shape[-2:])
-            upscaled = upscale_bicubic(torch.stack(images).to(self._execution_device), (height, width))
+            upscaled = self.upscale(torch.stack(images).to(self._execution_device), (height, width))
             captions = self.caption(list(upscaled), generator=generator)
         return [self.join_prompt(caption, added_prompt) for caption in captions]
 
@@ -1098,6 +1134,49 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         if hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(start)
         return self.scheduler.timesteps[start:], run
+
+    def upscale(self, low_quality: torch.Tensor, size: tuple[int, int], tile_size: int | None = None) -> torch.Tensor:
+        r"""
+        The low-quality images at the output `size`, as every prior (and the colour fix) reads them: the stage-1
+        `upscaler`'s output when the pipeline has one, resized to `size` when its scale does not land there exactly
+        (bicubic; antialiased when it shrinks); bicubic otherwise. Training calls it too, so that a model is trained
+        on the images it is later given.
+
+        Args:
+            low_quality (`torch.Tensor`): `(batch, 3, h, w)` in `[0, 1]`.
+            size (`tuple[int, int]`): the output height and width.
+            tile_size (`int`, *optional*): with an upscaler, run it on tiles of this many output pixels when the
+                output is larger, each reading `UPSCALER_TILE_HALO` input pixels around it (as Real-ESRGAN tiles):
+                bounded memory, a result close to the untiled one.
+
+        Returns:
+            `torch.Tensor`: `(batch, 3, *size)` in `[0, 1]`, float32.
+        """
+        upscaler = self.upscaler
+        if upscaler is None:
+            return upscale_bicubic(low_quality.float(), size)
+        scale = upscaler.config.scale
+        multiple = getattr(upscaler, "input_multiple", 1)
+        height, width = low_quality.shape[-2:]
+        padded, _ = pad_to_multiple(low_quality, multiple)
+
+        def run(crop: torch.Tensor) -> tuple[torch.Tensor]:
+            # An upscaler's output folded back to its input's size, so that map_tiles can place it.
+            restored = upscaler(crop.to(device=upscaler.device, dtype=upscaler.dtype))
+            return (F.pixel_unshuffle(restored, scale) if scale > 1 else restored,)
+
+        if tile_size is not None and max(size) > tile_size:
+            in_tile = max(tile_size // scale // multiple, 1) * multiple
+            halo = -(-UPSCALER_TILE_HALO // multiple) * multiple
+            (folded,) = map_tiles(run, padded, in_tile, halo, (1,), multiple=multiple)
+        else:
+            (folded,) = run(padded)
+        restored = F.pixel_shuffle(folded, scale) if scale > 1 else folded
+        restored = restored[..., : height * scale, : width * scale].float().clamp_(0, 1).to(low_quality.device)
+        if tuple(restored.shape[-2:]) == tuple(size):
+            return restored
+        shrinks = size[0] < restored.shape[-2] or size[1] < restored.shape[-1]
+        return F.interpolate(restored, size=size, mode="bicubic", align_corners=False, antialias=shrinks).clamp(0, 1)
 
     def encode_structure_reference(
         self, structure: StructureProcessorOutput, size: tuple[int, int], num_images_per_prompt: int
@@ -1442,7 +1521,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             len(images) * num_images_per_prompt, height, width, tile_size, start_point == "lr" and latents is None
         )
         low_quality = torch.stack(images).to(device)
-        upscaled = upscale_bicubic(low_quality, (height, width))
+        upscaled = self.upscale(low_quality, (height, width), tile_size=tile_size)
         padded, _ = pad_to_multiple(upscaled, self.vae_scale_factor)
 
         # 2. Semantic priors (caption → text tokens; CLIP image tokens) and the structure prior.
