@@ -444,3 +444,32 @@ def test_train_restorer_only_refuses_what_it_cannot_do(tmp_path, capsys, options
         main(["--pretrained_sspir", str(start), *common_args(data, tmp_path / "run"), "--train_restorer_only",
               *options])  # fmt: skip
     assert message in f"{exit_info.value.code} {capsys.readouterr().err}"
+
+
+def test_a_stage1_upscaler_feeds_every_prior_in_training_stays_frozen_and_is_saved(tmp_path, monkeypatch):
+    from diffusers_sspir.models import RRDBNet
+
+    start, upscaler_dir = tmp_path / "start", tmp_path / "upscaler"
+    save_sspir(start)
+    upscaler = RRDBNet(scale=4, num_features=8, num_blocks=1, growth_channels=4).eval()
+    upscaler.save_pretrained(upscaler_dir)
+    data = make_hq_folder(tmp_path / "data", count=1)
+    seen = []
+    original = SSPIRPipeline.upscale
+
+    def recording(self, low_quality, size, tile_size=None):
+        seen.append(self.upscaler is not None)
+        return original(self, low_quality, size, tile_size)
+
+    monkeypatch.setattr(SSPIRPipeline, "upscale", recording)
+    output = tmp_path / "run"
+    main(["--pretrained_sspir", str(start), *common_args(data, output, steps=1), "--upscaler", str(upscaler_dir)])
+
+    assert seen and all(seen)  # the loss read the upscaler's output, not bicubic
+    trained = load_file(output / "checkpoint-1" / "trainable.safetensors")
+    assert not any(name.startswith("upscaler.") for name in trained)
+    saved = SSPIRPipeline.from_pretrained(output).upscaler
+    assert isinstance(saved, RRDBNet)
+    for name, value in upscaler.state_dict().items():  # frozen: saved exactly as given
+        torch.testing.assert_close(saved.state_dict()[name], value, rtol=0, atol=0)
+    assert json.loads((output / "checkpoint-1" / "run.json").read_text())["upscaler"] == str(upscaler_dir.resolve())

@@ -75,6 +75,12 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
             "--structure_residual_channels", type=int, default=64, help="Width of that restorer (the research's 64)."
         )
         model.add_argument(
+            "--upscaler",
+            help="A stage-1 upscaler folder (an RRDBNet saved by `save_pretrained`, such as "
+            "scripts/convert_realesrgan_ncnn.py writes) to put in front of every prior, frozen, in place of bicubic "
+            "(the pipeline's `upscaler`; saved with the model). Default: the loaded model's (none from SD).",
+        )
+        model.add_argument(
             "--train_unet",
             action="store_true",
             help="Train all of the UNet too, not only its new branches (a model trained from scratch, or a "

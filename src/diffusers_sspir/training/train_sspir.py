@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from ..models import StructureProcessor
+from ..models import RRDBNet, StructureProcessor
 from ..pipelines import SSPIRPipeline
 from .arguments import FULL
 from .module import (
@@ -25,7 +25,7 @@ from .trainer import TrainingParts, TrainingSetupError, run_script
 def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
     """The pipeline the run starts from (float32): a saved SSP-IR folder, or an untrained SSP-IR built from Stable
     Diffusion and CLIP; with `--structure_residual_blocks`, its structure processor given that full-resolution
-    restorer."""
+    restorer; with `--upscaler`, that stage-1 upscaler in front."""
     if args.pretrained_sspir:
         pipe = SSPIRPipeline.from_pretrained(args.pretrained_sspir, dtype=torch.float32)
     else:
@@ -42,6 +42,8 @@ def load_pipeline(args: argparse.Namespace) -> SSPIRPipeline:
             pipe.structure_processor, args.structure_residual_blocks, args.structure_residual_channels
         )
         pipe.register_modules(structure_processor=processor)
+    if getattr(args, "upscaler", None):  # absent from the run.json of runs before the option
+        pipe.upscaler = RRDBNet.from_pretrained(args.upscaler, torch_dtype=torch.float32).eval()
     return pipe
 
 

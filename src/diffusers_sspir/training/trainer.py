@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 from ..data.datasets import PairedImageFolder, collate_fn
 from ..data.degradations import RealESRGANDegradation, RealESRGANDegradationConfig
 from ..files import claim, read_claim
-from ..image_ops import upscale_bicubic
 from ..pipelines import SSPIRPipeline
 from .arguments import parse_args
 from .checkpoint import (
@@ -182,7 +181,8 @@ def place_parts(parts: TrainingParts, device: torch.device, weight_dtype: torch.
     the trained module go to the device too: validation runs the whole pipeline."""
     pipe = parts.pipe
     others = (pipe.unet, pipe.controlnet, pipe.image_refiner) if parts.restorer_only else ()
-    for frozen in (pipe.vae, pipe.text_encoder, pipe.image_encoder, *others):
+    upscaler = (pipe.upscaler,) if pipe.upscaler is not None else ()  # a stage-1 upscaler is never trained here
+    for frozen in (pipe.vae, pipe.text_encoder, pipe.image_encoder, *upscaler, *others):
         frozen.requires_grad_(False).eval().to(device)
         if frozen.dtype != weight_dtype:
             frozen.to(dtype=weight_dtype)
@@ -224,7 +224,7 @@ class LossComputer:
             low_quality = batch["lq"].to(device, torch.float32) if "lq" in batch else None
             if low_quality is None:  # the target is unsharp-masked first when the degradation config says gt_usm
                 high_quality, low_quality = self.degradation.degrade_pair(high_quality, generator=generator)
-            upscaled = upscale_bicubic(low_quality, high_quality.shape[-2:])  # as the pipeline does before every prior
+            upscaled = pipe.upscale(low_quality, high_quality.shape[-2:])  # as the pipeline does before every prior
         if self.parts.restorer_only:
             loss, terms = structure_prior_loss(self.model(upscaled), high_quality, *self.parts.rgb_weights)
             return {**terms, "loss": loss}
@@ -492,7 +492,7 @@ def _train(
     return parts
 
 
-PATH_OPTIONS = ("pretrained_model_name_or_path", "image_encoder", "pretrained_sspir", "train_data_dir")
+PATH_OPTIONS = ("pretrained_model_name_or_path", "image_encoder", "pretrained_sspir", "train_data_dir", "upscaler")
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
