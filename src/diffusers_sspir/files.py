@@ -188,71 +188,91 @@ def write_atomic(path: str | os.PathLike, content: Any) -> None:
 
 def read_claim(path: str | os.PathLike) -> str | None:
     """`"<host> <pid>"` of the run that holds the claim on `path`, or `None` when nobody does."""
+    lock = Path(path).with_name(f".{Path(path).name}.claim")
     try:
-        return Path(path).with_name(f".{Path(path).name}.claim").read_text(encoding="utf-8").strip() or None
+        text = lock.read_text(encoding="utf-8").strip()
     except OSError:
         return None
+    return text if text and _claim_is_live(lock) else None
 
 
 def _claim_is_live(lock: Path) -> bool:
-    """Whether the run that wrote the claim file `lock` may still be working: on this host, whether its process
-    exists; a claim from another host (a shared folder) is taken as live."""
-    import socket
+    """Whether a run holds the claim file `lock`: whether a process has it locked (`flock`). The lock goes with the
+    process however it ends, so a claim left by a killed run, a run of a restarted container or a file half written
+    on a full disk is never taken for live, and a reused process id never keeps it."""
+    import fcntl
 
     try:
-        host, pid = lock.read_text(encoding="utf-8").split()
-        pid = int(pid)
-    except (OSError, ValueError):
-        return True  # being written, or unreadable: leave it alone
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        descriptor = os.open(lock, os.O_RDONLY)
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_partials(paths: Iterable[Path], lock: Path) -> None:
-    """Removes the temporary files of [`write_atomic`] that the dead run of the claim file `lock` left for `paths`
-    (a killed process cannot remove its own)."""
     try:
-        pid = int(lock.read_text(encoding="utf-8").split()[1])
-    except (OSError, ValueError, IndexError):
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
+
+
+def _remove_partials(paths: Iterable[Path], text: str) -> None:
+    """Removes the temporary files of [`write_atomic`] that the dead run whose claim read `text` (`"<host> <pid>"`)
+    left for `paths` (a killed process cannot remove its own)."""
+    try:
+        pid = int(text.split()[1])
+    except (ValueError, IndexError):
         return
     for path in paths:
         for partial in path.parent.glob(f".{glob_escape(path.name)}.{pid}-*.partial"):
             partial.unlink(missing_ok=True)
 
 
+def _lock_claim_file(lock: Path) -> int | None:
+    """An open descriptor of the claim file `lock`, locked by this process, or `None` when another holds it. A
+    holder removes its file when done: a lock taken on a file that is no longer at `lock` is dropped and retried."""
+    import fcntl
+
+    while True:
+        descriptor = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.stat(lock)):
+                return descriptor
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)
+
+
 @contextlib.contextmanager
 def claim(path: str | os.PathLike, others: Iterable[str | os.PathLike] = ()) -> Iterator[bool]:
     """Claims the output `path` for this process while the block runs, so that concurrent runs on one output folder
-    never make the same file: yields `True` when claimed (a hidden `.<name>.claim` file next to it, holding the host
-    and process id, removed afterwards), `False` when another live run holds it. A claim left by a killed run is
-    taken over, and the temporary files that run left for `path` and for `others` (the other outputs made with it)
-    are removed."""
+    never make the same file: yields `True` when claimed, `False` when another live run holds it.
+
+    The claim is a hidden `.<name>.claim` file next to `path`, locked (`flock`) while the block runs, holding the
+    host and process id for messages, and removed afterwards. A run holds a claim only as long as its process lives:
+    the claim of a killed run is taken over, and the temporary files that run left for `path` and for `others` (the
+    other outputs made with it) are removed. On a folder shared between machines this needs a file system whose
+    locks span them (NFS v4, Lustre, CephFS do).
+    """
     import socket
 
     lock = Path(path).with_name(f".{Path(path).name}.claim")
-    for _ in range(2):
-        try:
-            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            if _claim_is_live(lock):
-                yield False
-                return
-            _remove_partials([Path(path), *map(Path, others)], lock)  # stale: its run and half-written files
-            lock.unlink(missing_ok=True)
-    else:
+    descriptor = _lock_claim_file(lock)
+    if descriptor is None:
         yield False
         return
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(f"{socket.gethostname()} {os.getpid()}\n")
     try:
+        with os.fdopen(os.dup(descriptor), "r+", encoding="utf-8") as file:
+            left = file.read()  # a dead run's host and pid (or nothing): its half-written files go
+            _remove_partials([Path(path), *map(Path, others)], left)
+            file.seek(0)
+            file.truncate()
+            file.write(f"{socket.gethostname()} {os.getpid()}\n")
         yield True
     finally:
-        lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # before the lock goes, so that no run takes a claim on a removed file
+        os.close(descriptor)

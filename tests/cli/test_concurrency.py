@@ -7,6 +7,7 @@ import sys
 
 from diffusers_sspir.files import claim
 
+from ..claims import held_claim
 from .files import write_image
 
 
@@ -19,14 +20,45 @@ def test_claim_is_exclusive_and_released(tmp_path):
     assert not (tmp_path / ".a.png.claim").exists()
 
 
-def test_claim_of_a_killed_run_is_taken_over_and_another_hosts_is_respected(tmp_path):
+def test_a_claim_no_live_run_holds_is_taken_over_whatever_it_says(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / ".a.png.claim").write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")
-    with claim(tmp_path / "a.png") as mine:
-        assert mine
-    (tmp_path / ".b.png.claim").write_text("some-other-node 1\n")
-    with claim(tmp_path / "b.png") as mine:
-        assert not mine  # a shared folder: another node's run cannot be checked, so it is left alone
+    left_behind = {
+        "a": f"{socket.gethostname()} {dead.stdout.strip()}\n",  # a killed run
+        "b": f"{socket.gethostname()} 1\n",  # a live process, but not a run: its id was reused after a reboot
+        "c": "some-restarted-container 7\n",  # another host name
+        "d": "",  # created, then its write failed (a full disk)
+    }
+    for name, text in left_behind.items():
+        (tmp_path / f".{name}.png.claim").write_text(text)
+        with claim(tmp_path / f"{name}.png") as mine:
+            assert mine, name
+            assert (tmp_path / f".{name}.png.claim").read_text().split() == [socket.gethostname(), str(os.getpid())]
+        assert not (tmp_path / f".{name}.png.claim").exists()
+
+
+def test_a_claim_a_live_run_holds_is_respected_whatever_it_says(tmp_path):
+    for name, text in {"a": "some-other-node 1\n", "b": ""}.items():
+        with held_claim(tmp_path / f"{name}.png", text), claim(tmp_path / f"{name}.png") as mine:
+            assert not mine, name
+            assert (tmp_path / f".{name}.png.claim").read_text() == text  # left as it is
+
+
+def test_claims_are_exclusive_when_many_processes_race_for_a_killed_runs_claim(tmp_path):
+    (tmp_path / ".a.png.claim").write_text("gone-host 12345\n")
+    # each racer claims a.png; the winner holds it until every loser has reported (or 60 s)
+    racer = (
+        "import os, sys, time; from pathlib import Path; from diffusers_sspir.files import claim\n"
+        "folder = Path(sys.argv[1])\n"
+        "with claim(folder / 'a.png') as mine:\n"
+        "    (folder / f'{int(mine)}-{os.getpid()}').touch()\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while mine and len(list(folder.glob('0-*'))) < 5 and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+    )
+    runs = [subprocess.Popen([sys.executable, "-c", racer, str(tmp_path)]) for _ in range(6)]
+    assert [run.wait(timeout=120) for run in runs] == [0] * 6
+    assert (len(list(tmp_path.glob("1-*"))), len(list(tmp_path.glob("0-*")))) == (1, 5)
+    assert not (tmp_path / ".a.png.claim").exists()
 
 
 def test_taking_over_a_killed_runs_claim_removes_the_temporary_files_it_left(tmp_path):
@@ -48,8 +80,8 @@ def test_restore_leaves_images_another_run_is_making(sspir, tmp_path, model_dir)
     inputs = [write_image(tmp_path / "in" / f"{name}.png", seed=i) for i, name in enumerate("abc")]
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".b.png.claim").write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live run holds b
-    run = sspir("restore", *inputs, "-o", out, "--model", model_dir, "--steps", "1", "--upscale", "2")
+    with held_claim(out / "b.png"):  # a live run holds b
+        run = sspir("restore", *inputs, "-o", out, "--model", model_dir, "--steps", "1", "--upscale", "2")
     assert run.code == 0
     assert "left 1 images to another run that is making them" in run.out
     assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "c.png"]

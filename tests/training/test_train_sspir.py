@@ -19,6 +19,7 @@ from diffusers_sspir.training.train_sspir import build, main
 from diffusers_sspir.training.trainer import LossComputer
 
 from .. import launch
+from ..claims import held_claim
 from .helpers import RESOLUTION, common_args, make_hq_folder, make_paired_folder, save_sspir, sd_args, smooth_image
 
 
@@ -303,7 +304,6 @@ def test_a_non_finite_loss_stops_training_with_the_step(tmp_path, sd, monkeypatc
 
 
 def test_a_second_run_on_the_same_output_dir_refuses_and_a_stale_lock_is_taken_over(tmp_path, sd, capsys):
-    import os
     import socket
     import subprocess
     import sys
@@ -311,9 +311,8 @@ def test_a_second_run_on_the_same_output_dir_refuses_and_a_stale_lock_is_taken_o
     data = make_hq_folder(tmp_path / "data", count=1)
     output = tmp_path / "run"
     output.mkdir()
-    (output / ".training.claim").write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live run holds it
-    with pytest.raises(SystemExit, match="is in use by another training run"):
-        main([*sd, *common_args(data, output)])
+    with held_claim(output / "training"), pytest.raises(SystemExit, match="is in use by another training run"):
+        main([*sd, *common_args(data, output)])  # a live run holds it
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (output / ".training.claim").write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")  # killed run
     main([*sd, *common_args(data, output)])
