@@ -190,7 +190,7 @@ def read_claim(path: str | os.PathLike) -> str | None:
     """`"<host> <pid>"` of the run that holds the claim on `path`, or `None` when nobody does."""
     lock = Path(path).with_name(f".{Path(path).name}.claim")
     try:
-        text = lock.read_text(encoding="utf-8").strip()
+        text = lock.read_text(encoding="utf-8", errors="replace").strip()
     except OSError:
         return None
     return text if text and _claim_is_live(lock) else None
@@ -266,9 +266,13 @@ def claim(path: str | os.PathLike, others: Iterable[str | os.PathLike] = ()) -> 
         yield False
         return
     try:
-        with os.fdopen(os.dup(descriptor), "r+", encoding="utf-8") as file:
+        with os.fdopen(os.dup(descriptor), "r+", encoding="utf-8", errors="replace") as file:
             left = file.read()  # a dead run's host and pid (or nothing): its half-written files go
-            _remove_partials([Path(path), *map(Path, others)], left)
+            if left.strip():  # not just created: a run that is gone left it
+                logging.getLogger(__name__).warning(
+                    f"{path}: taking over the claim left by {left.strip()} (no live run holds it)."
+                )
+                _remove_partials([Path(path), *map(Path, others)], left)
             file.seek(0)
             file.truncate()
             file.write(f"{socket.gethostname()} {os.getpid()}\n")

@@ -248,20 +248,65 @@ class JobResult:
         return count / seconds if count and seconds > 0 else None
 
 
-def _is_done(outputs: dict[str, Path]) -> bool:
-    return all(output.exists() for output in outputs.values())
+DONE = "done"
+
+
+def _outputs_state(outputs: dict[str, Path], overwrite: bool) -> str | None:
+    """`DONE` when every output is already a whole file (never with `overwrite`), `None` when there is something to
+    make, or, when something in the way cannot be replaced, why: an output path that is a folder; without
+    `overwrite`, an image output that is empty or no image (not ours: a run writes whole files only; kept, as any
+    user file, unless `overwrite` says to replace it)."""
+    from .files import IMAGE_EXTENSIONS
+
+    done = not overwrite
+    for output in outputs.values():
+        if output.is_dir():
+            return f"{output} is a folder, where the output file goes; move it away"
+        if overwrite:
+            continue
+        if not output.exists():
+            done = False
+        elif output.suffix.lower() in IMAGE_EXTENSIONS and (problem := _not_an_image(output)):
+            return f"{output} exists but is {problem}; pass --overwrite to replace it"
+    return DONE if done else None
+
+
+def _not_an_image(path: Path) -> str | None:
+    """Why the file at `path` is no image (its header only is read), or `None`."""
+    import PIL.Image
+
+    try:
+        if path.stat().st_size == 0:
+            return "empty"
+        with PIL.Image.open(path):
+            return None
+    except (OSError, ValueError, PIL.Image.DecompressionBombError) as error:
+        return f"not a readable image ({one_line(error)})"
+
+
+def _fail(result: "JobResult", path: Path, reason: str, on_failure: Callable[[Path, str], None] | None) -> None:
+    result.failed[path] = reason
+    if on_failure is not None:
+        on_failure(path, reason)
 
 
 @contextlib.contextmanager
-def _claimed(batch: list[tuple[Path, dict[str, Path]]]) -> Iterator[list[bool]]:
-    """Claims the first output of every item of `batch` (see `files.claim`); yields which claims this process got."""
+def _claimed(batch: list[tuple[Path, dict[str, Path]]]) -> Iterator[list[bool | str]]:
+    """Makes the output folders of every item of `batch` and claims its first output (see `files.claim`); yields,
+    per item, whether this process got the claim, or why the folder or claim could not be made (a full disk, a
+    read-only folder: that item fails, the others go on)."""
     from .files import claim
 
     with contextlib.ExitStack() as stack:
         claims = []
         for _, outputs in batch:
             first, *others = outputs.values()
-            claims.append(stack.enter_context(claim(first, others)))
+            try:
+                for output in outputs.values():
+                    output.parent.mkdir(parents=True, exist_ok=True)
+                claims.append(stack.enter_context(claim(first, others)))
+            except OSError as error:
+                claims.append(f"cannot write into {first.parent}: {one_line(error)}")
         yield claims
 
 
@@ -312,10 +357,13 @@ def run_jobs(
     for batch in processes.share(list(plans.items()), batch_size):
         left = []
         for path, outputs in batch:
-            if overwrite or not _is_done(outputs):
+            state = _outputs_state(outputs, overwrite)
+            if state is None:
                 left.append((path, outputs))
-            else:
+            elif state == DONE:
                 mine.skipped.append(path)
+            else:
+                _fail(mine, path, state, on_failure)
         if left:
             todo.append(left)
     pending = sum(len(batch) for batch in todo)
@@ -333,16 +381,18 @@ def run_jobs(
             make = start() if todo else None
             mine.load_seconds = time.perf_counter() - began if todo else 0.0
             for batch in todo:
-                for _, outputs in batch:
-                    for output in outputs.values():
-                        output.parent.mkdir(parents=True, exist_ok=True)
                 with _claimed(batch) as claims:
                     work = []
                     for item, mine_now in zip(batch, claims):
-                        if not mine_now:  # another run (same output folder) is making it now
+                        state = _outputs_state(item[1], overwrite) if mine_now is True else None
+                        if isinstance(mine_now, str):  # its folder or claim could not be made (a full disk)
+                            _fail(mine, item[0], mine_now, on_failure)
+                        elif not mine_now:  # another run (same output folder) is making it now
                             mine.elsewhere.append(item[0])
-                        elif not overwrite and _is_done(item[1]):
+                        elif state == DONE:
                             mine.skipped.append(item[0])  # another run finished it since this one started
+                        elif state is not None:
+                            _fail(mine, item[0], state, on_failure)
                         else:
                             work.append(item)
                     failures: dict[Path, str] = {}
@@ -355,9 +405,7 @@ def run_jobs(
                             failures = {path: one_line(error) for path, _ in work}
                 for path, _ in work:
                     if path in failures:
-                        mine.failed[path] = failures[path]
-                        if on_failure is not None:
-                            on_failure(path, failures[path])
+                        _fail(mine, path, failures[path], on_failure)
                     else:
                         mine.done.append(path)
                 bar.n = group.add("finished", len(batch))

@@ -20,20 +20,23 @@ def test_claim_is_exclusive_and_released(tmp_path):
     assert not (tmp_path / ".a.png.claim").exists()
 
 
-def test_a_claim_no_live_run_holds_is_taken_over_whatever_it_says(tmp_path):
+def test_a_claim_no_live_run_holds_is_taken_over_whatever_it_says(tmp_path, caplog):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     left_behind = {
         "a": f"{socket.gethostname()} {dead.stdout.strip()}\n",  # a killed run
         "b": f"{socket.gethostname()} 1\n",  # a live process, but not a run: its id was reused after a reboot
         "c": "some-restarted-container 7\n",  # another host name
         "d": "",  # created, then its write failed (a full disk)
+        "e": "\udcff\x00 garbage",  # unreadable
     }
     for name, text in left_behind.items():
-        (tmp_path / f".{name}.png.claim").write_text(text)
+        (tmp_path / f".{name}.png.claim").write_bytes(text.encode("utf-8", "surrogateescape"))
         with claim(tmp_path / f"{name}.png") as mine:
             assert mine, name
             assert (tmp_path / f".{name}.png.claim").read_text().split() == [socket.gethostname(), str(os.getpid())]
         assert not (tmp_path / f".{name}.png.claim").exists()
+    said = [record.getMessage() for record in caplog.records if "taking over the claim" in record.getMessage()]
+    assert len(said) == 4 and "a.png: taking over the claim left by" in said[0]  # each non-empty one is said
 
 
 def test_a_claim_a_live_run_holds_is_respected_whatever_it_says(tmp_path):
@@ -102,3 +105,67 @@ def test_two_concurrent_runs_on_one_folder_share_the_work(tmp_path, model_dir):
     for _, err in results:  # no third-party warnings a user cannot act on (transformers' torchvision fallback)
         assert "torchvision" not in err and "warn" not in err.lower(), err
         assert "%|" not in err, err  # progress bars are for terminals, not for pipes and logs
+
+
+def test_only_whole_images_count_as_done_and_what_is_in_the_way_is_kept_and_named(tmp_path):
+    import PIL.Image
+
+    from diffusers_sspir.jobs import JobGroup, run_jobs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    PIL.Image.new("RGB", (4, 4)).save(out / "whole.png")
+    (out / "empty.png").write_bytes(b"")
+    (out / "junk.png").write_text("not an image")
+    (out / "folder.png").mkdir()
+    (out / "caption.txt").write_text("")  # not an image: any file counts
+    names = ["whole.png", "empty.png", "junk.png", "folder.png", "caption.txt", "new.png"]
+    plans = {tmp_path / name: {"out": out / name} for name in names}
+
+    def make(batch):
+        for _, outputs in batch:
+            PIL.Image.new("RGB", (4, 4), "red").save(outputs["out"], format="PNG")
+
+    failed = []
+    with JobGroup() as group:
+        result = run_jobs(plans, lambda: make, group=group, on_failure=lambda path, why: failed.append(path.name))
+    assert [p.name for p in result.skipped] == ["whole.png", "caption.txt"]
+    assert [p.name for p in result.done] == ["new.png"]
+    reasons = {p.name: why for p, why in result.failed.items()}
+    assert reasons.keys() == {"empty.png", "junk.png", "folder.png"} and sorted(failed) == sorted(reasons)
+    assert "is empty; pass --overwrite" in reasons["empty.png"]
+    assert "not a readable image" in reasons["junk.png"] and "is a folder" in reasons["folder.png"]
+    assert (out / "junk.png").read_text() == "not an image"  # kept: never replaced unasked
+
+    with JobGroup() as group:
+        again = run_jobs(plans, lambda: make, group=group, overwrite=True)
+    assert sorted(p.name for p in again.done) == sorted(set(names) - {"folder.png"})
+    assert list(again.failed) == [tmp_path / "folder.png"]  # a folder is never replaced
+    assert PIL.Image.open(out / "junk.png").size == (4, 4)
+
+
+def test_an_output_that_cannot_be_claimed_fails_alone_and_the_others_go_on(tmp_path, monkeypatch):
+    import errno
+
+    from diffusers_sspir import files
+    from diffusers_sspir.jobs import JobGroup, run_jobs
+
+    real_claim = files.claim
+
+    def full_disk_for_b(path, others=()):
+        if path.name == "b.txt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_claim(path, others)
+
+    monkeypatch.setattr(files, "claim", full_disk_for_b)
+    plans = {tmp_path / name: {"out": tmp_path / "out" / f"{name}.txt"} for name in "abc"}
+
+    def make(batch):
+        for path, outputs in batch:
+            outputs["out"].write_text(path.name)
+
+    with JobGroup() as group:
+        result = run_jobs(plans, lambda: make, group=group)
+    assert [p.name for p in result.done] == ["a", "c"]
+    assert "No space left on device" in result.failed[tmp_path / "b"]
+    assert not list((tmp_path / "out").glob(".*"))  # no claim left behind
