@@ -52,7 +52,11 @@ CALL_DEFAULTS = {
     "strength": 1.0,
     "restoration_guidance_scale": 0.0,
     "restoration_guidance_decay": 4.0,
+    "color_fix_levels": 5,
 }
+# Integer call settings and their ranges, `(lowest, highest)`, both ends included (`None`: no upper end). The wavelet
+# colour fix's levels: its blur reaches 2**levels - 1 pixels, so 10 levels already keep only the mean colour.
+INTEGER_SETTINGS = {"num_inference_steps": (1, None), "color_fix_levels": (1, 10)}
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 
 # Images larger than this many pixels are refused before their pixels are decoded (Pillow's own decompression-bomb

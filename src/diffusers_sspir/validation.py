@@ -4,7 +4,7 @@ module: each raises `ValueError` naming the argument, the value and what is acce
 import math
 import numbers
 
-from .defaults import COLOR_FIX_NAMES, MAX_SEED, POSITIVE_SETTINGS, RANGES
+from .defaults import COLOR_FIX_NAMES, INTEGER_SETTINGS, MAX_SEED, POSITIVE_SETTINGS, RANGES
 
 
 def is_number(value) -> bool:
@@ -57,6 +57,15 @@ def check_setting(name: str, value) -> float:
     if name in POSITIVE_SETTINGS:
         return check_finite(name, value, above=low, maximum=high)
     return check_finite(name, value, minimum=low, maximum=high)
+
+
+def check_call_setting(name: str, value):
+    """`value` checked as the call setting `name` of `diffusers_sspir.defaults.CALL_DEFAULTS`: an integer in its
+    `INTEGER_SETTINGS` range, or a number in its `RANGES` range."""
+    if name in INTEGER_SETTINGS:
+        low, high = INTEGER_SETTINGS[name]
+        return check_integer(name, value, minimum=low, maximum=high)
+    return check_setting(name, value)
 
 
 def check_seed(name: str, value) -> int:

@@ -98,12 +98,12 @@ def test_options_reach_the_pipeline(sspir, model_dir, tmp_path, monkeypatch):
                 "--scheduler", "DPM++2M-Karras", "--guidance-scale", 1, "--prompt", "", "--negative-prompt", "noise",
                 "--color-fix", "none", "--tile-size", 64, "--tile-overlap", 16, "--save-caption",
                 "--captioner", "fixed:a cat", "--strength", 0.5, "--restoration-guidance", 0.3,
-                "--restoration-guidance-decay", 2)  # fmt: skip
+                "--restoration-guidance-decay", 2, "--color-fix-levels", 3)  # fmt: skip
     assert run.code == 0, run.err
     assert seen["scheduler"] == "DPMSolverMultistepScheduler" and seen["karras"] is True
     expected = dict(upscale=2.0, num_inference_steps=2, guidance_scale=1.0, added_prompt="", negative_prompt="noise",
                     color_fix=None, tile_size=64, tile_overlap=16, strength=0.5, restoration_guidance_scale=0.3,
-                    restoration_guidance_decay=2.0)  # fmt: skip
+                    restoration_guidance_decay=2.0, color_fix_levels=3)  # fmt: skip
     assert {key: seen[key] for key in expected} == expected
     assert (tmp_path / "out" / "a.txt").read_text() == "a cat"
     assert image.is_file()
@@ -123,6 +123,8 @@ def test_duplicate_stems_are_an_error_up_front(sspir, tmp_path):
         (("--guidance-scale", "1e300"), "--guidance-scale: must be a finite number >= 0 and <= 100, got 1e+300"),
         (("--upscale", "64"), "--upscale: must be a finite number > 0 and <= 16, got 64"),
         (("--seed", str(2**64)), "--seed: must be an integer >= 0 and <= 9223372036854775807"),
+        (("--color-fix-levels", "11"), "--color-fix-levels: must be an integer >= 1 and <= 10, got 11"),
+        (("--color-fix-levels", "2.5"), "--color-fix-levels: must be an integer, got 2.5"),
     ],
 )
 def test_absurd_numbers_are_refused_before_anything_loads(sspir, tmp_path, extra, message):

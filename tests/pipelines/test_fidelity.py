@@ -184,8 +184,40 @@ def test_recommended_settings_are_the_defaults_of_a_call_and_survive_save_load(t
 @pytest.mark.parametrize(
     "settings, message",
     [({"steps": 4}, "unknown settings \\['steps'\\]"), ({"guidance_scale": 1e9}, "`guidance_scale` must be"),
-     ({"num_inference_steps": 0}, "`num_inference_steps` must be an integer >= 1"), ([1], "must be a dict")],
+     ({"num_inference_steps": 0}, "`num_inference_steps` must be an integer >= 1"), ([1], "must be a dict"),
+     ({"color_fix_levels": 11}, "`color_fix_levels` must be an integer >= 1 and <= 10"),
+     ({"color_fix_levels": 2.5}, "`color_fix_levels` must be an integer")],
 )  # fmt: skip
 def test_bad_recommended_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
         make_pipe(recommended_settings=settings)
+
+
+# ------------------------------------------------------------------ the colour fix's levels
+
+
+def test_color_fix_levels_keep_more_of_the_input_with_fewer_and_can_be_recommended(tmp_path):
+    import torch.nn.functional as F
+
+    image = make_image(18, 14)
+    upscaled = F.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None], size=(36, 28), mode="bicubic")
+    target = upscaled.clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    pipe = make_pipe()
+    default = pipe(**call_kwargs(image=image)).images[0]
+    np.testing.assert_array_equal(default, pipe(**call_kwargs(image=image, color_fix_levels=5)).images[0])
+    errors = [
+        np.abs(pipe(**call_kwargs(image=image, color_fix_levels=n)).images[0] - target).mean() for n in (1, 3, 5)
+    ]
+    assert errors[0] < errors[1] < errors[2]  # fewer levels: closer to the upscaled input
+    for fix in ("adain", None):  # the levels are the wavelet's only
+        np.testing.assert_array_equal(pipe(**call_kwargs(image=image, color_fix=fix, color_fix_levels=2)).images,
+                                      pipe(**call_kwargs(image=image, color_fix=fix)).images)  # fmt: skip
+
+    recommending = make_pipe(recommended_settings={"color_fix_levels": 3})
+    three = pipe(**call_kwargs(image=image, color_fix_levels=3)).images[0]
+    np.testing.assert_array_equal(recommending(**call_kwargs(image=image)).images[0], three)
+    recommending.save_pretrained(tmp_path)
+    assert SSPIRPipeline.from_pretrained(tmp_path).recommended_settings["color_fix_levels"] == 3
+    for bad, message in ((0, ">= 1"), (11, "<= 10"), (True, "must be an integer"), (3.0, "must be an integer")):
+        with pytest.raises(ValueError, match=f"`color_fix_levels` .*{message}"):
+            pipe(**call_kwargs(image=image, color_fix_levels=bad))

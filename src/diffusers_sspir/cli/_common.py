@@ -72,12 +72,20 @@ def non_negative_int(text: str) -> int:
 
 
 def setting(name: str) -> Callable[[str], float]:
-    """An argparse type for the setting `name` of `diffusers_sspir.defaults.RANGES`: the pipeline's own range."""
-    from ..validation import check_setting
+    """An argparse type for the call setting `name` (`diffusers_sspir.defaults.RANGES` or `INTEGER_SETTINGS`): the
+    pipeline's own rule."""
+    from ..defaults import INTEGER_SETTINGS
+    from ..validation import check_call_setting
 
     def parse(text: str) -> float:
         try:
-            return check_setting(name, float(text))
+            if name not in INTEGER_SETTINGS:
+                return check_call_setting(name, float(text))
+            try:
+                value = int(text)
+            except ValueError:
+                raise ValueError(f"`{name}` must be an integer, got {text}") from None
+            return check_call_setting(name, value)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error).removeprefix(f"`{name}` ")) from None
 

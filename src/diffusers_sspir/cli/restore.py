@@ -123,6 +123,11 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--color-fix", choices=COLOR_FIX_NAMES, default="wavelet", help="(default: wavelet)")
     parser.add_argument(
+        "--color-fix-levels", type=_common.setting("color_fix_levels"), metavar="N",
+        help="levels of the wavelet colour fix, 1-10: fewer keep more of the input's coarse detail (default: "
+        f"{_recommended('color_fix_levels')})",
+    )  # fmt: skip
+    parser.add_argument(
         "--seed", type=_common.seed, default=0, metavar="N", help="seed of every image's noise (default: 0)"
     )
     _common.add_device_arguments(parser)
@@ -266,6 +271,7 @@ def restore_one(pipe: Any, path: Path, outputs: dict[str, Path], args: argparse.
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
         color_fix=color_fix_from_name(args.color_fix),
+        color_fix_levels=args.color_fix_levels,
         generator=torch.Generator().manual_seed(args.seed),
         **kwargs,
     )

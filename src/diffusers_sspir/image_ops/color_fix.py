@@ -138,7 +138,7 @@ def adain_color_fix(image: torch.Tensor, source: torch.Tensor, eps: float = 1e-5
 
 
 def apply_color_fix(
-    image: torch.Tensor, source: torch.Tensor, method: str | None, tile_size: int | None = None
+    image: torch.Tensor, source: torch.Tensor, method: str | None, tile_size: int | None = None, levels: int = 5
 ) -> torch.Tensor:
     r"""
     Apply a colour correction method, resizing `source` to the size of `image` first when they differ.
@@ -154,6 +154,8 @@ def apply_color_fix(
             unchanged).
         tile_size (`int`, *optional*): passed to [`wavelet_color_fix`] (AdaIN works per pixel on global statistics
             and needs no tiles).
+        levels (`int`, *optional*, defaults to 5): the wavelet's levels (see [`wavelet_color_fix`]); fewer keep more
+            of `source`. AdaIN has none.
 
     Returns:
         `torch.Tensor`: The corrected image, same shape, dtype and device as `image`. Not clamped: bicubic resizing
@@ -170,5 +172,5 @@ def apply_color_fix(
             source_dtype
         )
     if method == "wavelet":
-        return wavelet_color_fix(image, source, tile_size=tile_size)
+        return wavelet_color_fix(image, source, levels=levels, tile_size=tile_size)
     return adain_color_fix(image, source)

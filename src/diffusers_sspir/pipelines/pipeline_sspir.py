@@ -48,7 +48,7 @@ from ..memory import available_memory, format_bytes, memory_check_skipped
 from ..models import ImageTokenRefiner, RRDBNet, SSPIRControlNetModel, SSPIRUNet2DConditionModel, StructureProcessor
 from ..models._utils import place_like
 from ..models.structure_processor import STRUCTURE_PROCESSOR_WIDTHS, StructureProcessorOutput
-from ..validation import check_integer, check_setting, check_tiling
+from ..validation import check_call_setting, check_integer, check_setting, check_tiling
 
 logger = logging.get_logger(__name__)
 
@@ -225,10 +225,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 f"`recommended_settings` has unknown settings {unknown}; accepted: {sorted(CALL_DEFAULTS)}."
             )
         for name, value in settings.items():
-            if name == "num_inference_steps":
-                check_integer(name, value, minimum=1)
-            else:
-                check_setting(name, value)
+            check_call_setting(name, value)
         return dict(settings)
 
     @property
@@ -540,6 +537,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         strength: float = 1.0,
         restoration_guidance_scale: float = 0.0,
         restoration_guidance_decay: float = 4.0,
+        color_fix_levels: int = 5,
     ) -> None:
         scheduler = type(self.scheduler).__name__
         if scheduler in UNSUPPORTED_SCHEDULERS:
@@ -583,6 +581,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             raise ValueError(f"`start_point` must be one of {START_POINTS}, got {start_point!r}.")
         if color_fix not in COLOR_FIX_METHODS:
             raise ValueError(f"`color_fix` must be one of {COLOR_FIX_METHODS}, got {color_fix!r}.")
+        check_call_setting("color_fix_levels", color_fix_levels)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         check_tiling(tile_size, tile_overlap, self.vae_scale_factor)
@@ -1403,6 +1402,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         color_fix: str | None = "wavelet",
+        color_fix_levels: int | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         cross_attention_kwargs: dict[str, Any] | None = None,
@@ -1470,6 +1470,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 defaults to a quarter of `tile_size`.
             color_fix (`str`, *optional*, defaults to `"wavelet"`):
                 Colour correction towards the upscaled input: `"wavelet"`, `"adain"` or `None`.
+            color_fix_levels (`int`, *optional*, *recommended*, library default 5):
+                Levels of the wavelet colour fix, 1 to 10: the result keeps the upscaled input's frequencies below
+                about 2**levels pixels and the restoration's above. Fewer levels hold the restoration closer to the
+                input (more faithful), more leave it freer (the bundled model recommends its own; ignored by
+                `"adain"` and `None`).
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"`.
             return_dict (`bool`, defaults to `True`): return an [`SSPIRPipelineOutput`] instead of a tuple.
             cross_attention_kwargs (`dict`, *optional*): passed to the attention processors (e.g. `{"scale": 0.5}`
@@ -1495,19 +1500,21 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         given = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                      conditioning_scale=conditioning_scale, strength=strength,
                      restoration_guidance_scale=restoration_guidance_scale,
-                     restoration_guidance_decay=restoration_guidance_decay)  # fmt: skip
+                     restoration_guidance_decay=restoration_guidance_decay,
+                     color_fix_levels=color_fix_levels)  # fmt: skip
         settings = {**self.recommended_settings, **{k: v for k, v in given.items() if v is not None}}
         num_inference_steps, guidance_scale = settings["num_inference_steps"], settings["guidance_scale"]
         conditioning_scale, strength = settings["conditioning_scale"], settings["strength"]
         restoration_guidance_scale = settings["restoration_guidance_scale"]
         restoration_guidance_decay = settings["restoration_guidance_decay"]
+        color_fix_levels = settings["color_fix_levels"]
         if tile_size is not None and tile_overlap is None:
             tile_overlap = tile_size // 4 // self.vae_scale_factor * self.vae_scale_factor
         self.check_inputs(
             images, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, upscale, num_inference_steps,
             num_images_per_prompt, guidance_scale, conditioning_scale, start_point, color_fix, tile_size,
             tile_overlap, output_type, generator, callback_on_step_end_tensor_inputs, eta, strength,
-            restoration_guidance_scale, restoration_guidance_decay,
+            restoration_guidance_scale, restoration_guidance_decay, color_fix_levels=color_fix_levels,
         )  # fmt: skip
         num_inference_steps, num_images_per_prompt = int(num_inference_steps), int(num_images_per_prompt)
         self._guidance_scale = guidance_scale
@@ -1639,7 +1646,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         with self.vae_tiling(tiled):
             restored = self.decode_latents(latents)[..., :height, :width]
         restored = apply_color_fix(
-            restored, repeat(upscaled).float(), color_fix, tile_size=tile_size if tiled else None
+            restored,
+            repeat(upscaled).float(),
+            color_fix,
+            tile_size=tile_size if tiled else None,
+            levels=color_fix_levels,
         ).clamp_(0, 1)
         padded_size = padded.shape[-2:]
         del upscaled, padded, low_quality  # full-size copies no longer needed
