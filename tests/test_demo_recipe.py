@@ -74,6 +74,7 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     splits = {split: [p for p in prepare.PHOTOS if p.split == split] for split in prepare.SPLITS}
     assert len(list((work / "data" / "train").iterdir())) == len(splits["train"]) == 66
     assert sum(p.split == "train" for p in prepare.PHOTOS_04) == 31  # 0.4's sets, unchanged
+    assert len(list((work / "data" / "train_0.4").iterdir())) == 31  # what the diffusion stages read
     # crops per evaluation split: the old ones (split by photo) as in 0.4, the new ones split by source
     for split, count in {"validation": 14, "holdout": 22, "validation_new": 29, "holdout_new": 54}.items():
         crops = sorted((work / "data" / split / "gt").iterdir())
@@ -83,13 +84,14 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     listed = (work / "data" / "photos.tsv").read_text().splitlines()
     assert len(listed) == 1 + len(prepare.PHOTOS) and all(len(row.split("\t")) == 5 for row in listed)
 
-    load("train_vae").main(["--train_dir", str(work / "data" / "train"), "--output_dir", str(work / "vae"),
+    load("train_vae").main(["--train_dir", str(work / "data" / "train_0.4"), "--output_dir", str(work / "vae"),
                             "--steps", "2", "--batch_size", "2", "--resolution", "32"])  # fmt: skip
     load("build_components").main(["--vae", str(work / "vae"), "--output_dir", str(work / "base")])
     train_sspir(["--pretrained_model_name_or_path", str(work / "base" / "sd"), "--image_encoder",
                  str(work / "base" / "clip"), "--branch_type", "attention", "--image_embed_dim", "64",
                  "--train_unet", "--freeze_text_attention",
-                 "--train_data_dir", str(work / "data" / "train"), "--resolution", "64", "--train_batch_size", "2",
+                 "--train_data_dir", str(work / "data" / "train_0.4"), "--resolution", "64",
+                 "--train_batch_size", "2",
                  "--max_train_steps", "2", "--output_dir", str(work / "sspir"), "--report_to", "none"])  # fmt: skip
     AcceleratorState._reset_state(reset_partial_state=True)
     train_sspir(["--pretrained_sspir", str(work / "sspir"), "--structure_residual_blocks", "1",
@@ -103,10 +105,22 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
                  "--max_train_steps", "1", "--rgb_l1_weight", "1.0", "--rgb_fft_weight", "0",
                  "--output_dir", str(work / "sspir_final"), "--report_to", "none"])  # fmt: skip
     AcceleratorState._reset_state(reset_partial_state=True)
+    # Stage 4: the decoder fine-tuned for texture (a few steps of each term), the encoder left as it was
+    train_vae = load("train_vae")
+    train_vae.main(["--train_dir", str(work / "data" / "train"), "--output_dir", str(work / "vae_texture"),
+                    "--init_from", str(work / "vae"), "--decoder_only", "--fft_weight", "0.1",
+                    "--adversarial_weight", "0.05", "--adversarial_start", "1", "--steps", "2", "--batch_size", "2",
+                    "--resolution", "32"])  # fmt: skip
     export = load("export")
     settings = {"num_inference_steps": 2, "guidance_scale": 1.0, "restoration_guidance_scale": 0.5}
-    export.main([str(work / "sspir_final"), "--output_dir", str(work / "exported"),
-                 "--recommended_settings", json.dumps(settings)])  # fmt: skip
+    train_vae.main(["--train_dir", str(work / "data" / "train"), "--output_dir", str(work / "vae_other"),
+                    "--steps", "1", "--batch_size", "2", "--resolution", "32", "--seed", "1"])  # fmt: skip
+    with pytest.raises(SystemExit, match="encodes differently"):  # a VAE trained anew is not a decoder fine-tune
+        export.main([str(work / "sspir_final"), "--output_dir", str(work / "refused"), "--vae",
+                     str(work / "vae_other")])  # fmt: skip
+    assert not (work / "refused").exists()
+    export.main([str(work / "sspir_final"), "--output_dir", str(work / "exported"), "--vae",
+                 str(work / "vae_texture"), "--recommended_settings", json.dumps(settings)])  # fmt: skip
     with pytest.raises(SystemExit, match="--overwrite"):
         export.main([str(work / "sspir_final"), "--output_dir", str(work / "exported")])
     with pytest.raises(SystemExit, match="no pipeline"):  # --overwrite never deletes a folder that is not a model
@@ -136,6 +150,12 @@ def test_recipe_runs_end_to_end_and_exports_a_loadable_pipeline(tmp_path):
     assert {k: pipe.recommended_settings[k] for k in settings} == settings
     # the third stage trained the restorer and nothing else
     before = SSPIRPipeline.from_pretrained(work / "sspir_restorer")
+    # the shipped VAE encodes as the one the model was trained with, and decodes as the fine-tuned one
+    texture = train_vae.AutoencoderKL.from_pretrained(work / "vae_texture").state_dict()
+    for name, tensor in pipe.vae.state_dict().items():
+        reference = texture if name.startswith(("decoder.", "post_quant_conv.")) else before.vae.state_dict()
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0)
+    assert not torch.equal(pipe.vae.decoder.conv_out.weight, before.vae.decoder.conv_out.weight)
     for name, tensor in pipe.unet.state_dict().items():
         torch.testing.assert_close(tensor, before.unet.state_dict()[name], rtol=0, atol=0)
     assert not torch.equal(pipe.structure_processor.preprocessor.conv_last.weight,

@@ -24,6 +24,8 @@ written.
 
 writes
     train/               the training photos (HQ only; training degrades them on the fly)
+    train_0.4/           the 31 of them that 0.4 was trained on (the recipe's diffusion stages read these; 0.5's
+                         texture decoder reads all of train/)
     validation/gt/       256x256 crops of the old validation photos, for every decision (steps, settings, defaults)
     holdout/gt/          256x256 crops of the old held-out photos, scored once at the end (the first 16 are the crops
                          of the 0.1 demo model's table: coffee, Dune, LadyBird)
@@ -439,6 +441,7 @@ def main(argv: list[str] | None = None) -> None:
 
     folders = {split: args.output_dir / split / "gt" for split in SPLITS[1:]}
     folders.update(train=args.output_dir / "train", sample=args.output_dir / "sample" / "gt")
+    folders["train_0.4"] = args.output_dir / "train_0.4"
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     rows = ["split\tsource\tfile\tauthor\tlicence"]
@@ -450,6 +453,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(f"{photo.split}\t{photo.source}\t{photo.path}\t{photo.author}\t{photo.licence}")
         if photo.split == "train":
             image.save(folders["train"] / train_name(photo))
+            if photo in PHOTOS_04:
+                image.save(folders["train_0.4"] / train_name(photo))
             counts["train"] += 1
             continue
         held_out[photo.name] = image
