@@ -51,13 +51,14 @@ def test_skip_overwrite_and_failures(sspir, tmp_path):
     run = sspir("degrade", tmp_path / "hq", "-o", tmp_path / "pairs")
     assert run.code == 1 and "made 1" in run.out and "failed 2" in run.out
     assert "smaller than --scale 4" in run.out and "cannot read the image" in run.out
-    (tmp_path / "pairs" / "lq" / "a.png").write_bytes(b"marker")
+    PIL.Image.new("RGB", (3, 3), "red").save(tmp_path / "pairs" / "lq" / "a.png")
+    marker = (tmp_path / "pairs" / "lq" / "a.png").read_bytes()
     run = sspir("degrade", tmp_path / "hq", "-o", tmp_path / "pairs")
-    assert "skipped 1" in run.out and (tmp_path / "pairs" / "lq" / "a.png").read_bytes() == b"marker"
+    assert "skipped 1" in run.out and (tmp_path / "pairs" / "lq" / "a.png").read_bytes() == marker
     (tmp_path / "pairs" / "gt" / "a.png").unlink()  # half a pair: only the missing half is written
     sspir("degrade", tmp_path / "hq", "-o", tmp_path / "pairs")
     assert (tmp_path / "pairs" / "gt" / "a.png").is_file()
-    assert (tmp_path / "pairs" / "lq" / "a.png").read_bytes() == b"marker"
+    assert (tmp_path / "pairs" / "lq" / "a.png").read_bytes() == marker
     sspir("degrade", tmp_path / "hq", "-o", tmp_path / "pairs", "--overwrite")
     assert PIL.Image.open(tmp_path / "pairs" / "lq" / "a.png").size == (8, 8)
 

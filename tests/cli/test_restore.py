@@ -2,6 +2,7 @@
 
 import importlib.util
 import inspect
+import io
 
 import numpy as np
 import PIL.Image
@@ -46,18 +47,24 @@ def test_rerun_skips_and_overwrite_redoes(sspir, model_dir, tmp_path, monkeypatc
     image = write_image(tmp_path / "a.png")
     out = tmp_path / "out"
     assert sspir("restore", image, "-o", out, "--model", model_dir, *FAST).code == 0
-    (out / "a.png").write_bytes(b"marker")  # a re-run must not touch it
+    (out / "a.png").write_bytes(b"not an image")  # in the way: named, kept, not counted as done
+    run = sspir("restore", image, "-o", out, "--model", model_dir, *FAST)
+    assert run.code == 1 and "a.png exists but is not a readable image" in run.out and "--overwrite" in run.out
+    assert (out / "a.png").read_bytes() == b"not an image"
+    marker = io.BytesIO()
+    PIL.Image.new("RGB", (3, 3), "red").save(marker, format="PNG")
+    (out / "a.png").write_bytes(marker.getvalue())  # a whole image: a re-run must not touch it
 
     run = sspir("restore", image, "-o", out, "--model", model_dir, *FAST)
     assert run.code == 0 and "skipped 1" in run.out and "restored 0" in run.out
-    assert (out / "a.png").read_bytes() == b"marker"
+    assert (out / "a.png").read_bytes() == marker.getvalue()
 
     calls = []
     monkeypatch.setattr(pipeline_sspir.SSPIRPipeline, "__call__", lambda *a, **k: calls.append(1))
     run = sspir("restore", image, "-o", out, "--model", model_dir, *FAST, "--save-caption", "--captioner", "fixed:x")
     assert run.code == 0 and "restored 1" in run.out
     assert not calls  # only the caption is new: no restoration ran
-    assert (out / "a.png").read_bytes() == b"marker"
+    assert (out / "a.png").read_bytes() == marker.getvalue()
     assert (out / "a.txt").read_text() == f"x, {pipeline_sspir.DEFAULT_ADDED_PROMPT}"
     monkeypatch.undo()
 
