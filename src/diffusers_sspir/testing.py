@@ -430,7 +430,8 @@ class SSPIRPipelineTesterMixin:
         pipe = self.get_pipeline()
         parameters = inspect.signature(self.pipeline_class.__init__).parameters
         required = {name for name, p in parameters.items() if name != "self" and p.default is inspect.Parameter.empty}
-        assert set(pipe.components) == required, set(pipe.components) ^ required
+        expected = required | (set(self.pipeline_class._optional_components) & set(parameters))  # may hold None
+        assert set(pipe.components) == expected, set(pipe.components) ^ expected
         self.pipeline_class(**pipe.components)  # the components go back into the constructor
 
     def test_deterministic_with_generator(self):
