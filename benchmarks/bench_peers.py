@@ -19,7 +19,8 @@ with its defaults and with the other documented settings: fidelity (PSNR-Y, SSIM
 
 Writes `--output` (JSON: every image's numbers, the machine, the versions), the same path with `.tsv` (one row per
 method), `.md` (the table) and `.png` (PSNR-Y against NIQE, one point per method and setting; needs matplotlib, the
-`plots` extra). Example (benchmarks/results/peers_cpu.json):
+`plots` extra); with `--figure_crops`, also `_crops.jpg`: those crops as LQ | bicubic | Real-ESRGAN | SSP-IR (its
+defaults) | ground truth. Example (benchmarks/results/peers_cpu.json):
 
     python benchmarks/bench_peers.py --gt_dir demo_work/data/holdout/gt --output benchmarks/results/peers_cpu.json
 
@@ -56,12 +57,13 @@ CONVERTER = REPO / "scripts" / "convert_realesrgan_ncnn.py"
 SCALE = 4
 BORDER = 4
 # SSP-IR's settings: the model's recommended ones ({}), then one documented control at a time (docs/usage.md,
-# "Fidelity controls"; the demo model's are 2 DDIM steps and restoration guidance 0.5 with decay 0).
+# "Fidelity controls"; the demo model's are 2 DDIM steps and restoration guidance 0.3 with decay 0).
 SETTINGS = {
     "defaults": {},
     "4 steps": {"num_inference_steps": 4},
     "restoration guidance 0": {"restoration_guidance_scale": 0.0},
-    "restoration guidance 1": {"restoration_guidance_scale": 1.0},
+    "restoration guidance 0.75": {"restoration_guidance_scale": 0.75},
+    "colour fix 3 levels": {"color_fix_levels": 3},
     "strength 0.6 (10 steps)": {"num_inference_steps": 10, "strength": 0.6, "restoration_guidance_scale": 0.0},
 }
 STRUCTURE = "structure prior"
@@ -201,17 +203,19 @@ def plot(results: dict, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7.5, 5), dpi=120)
+    figure, axis = plt.subplots(figsize=(9, 5), dpi=120)
     colours = {"bicubic": "C7", "Real-ESRGAN x4plus": "C3", "RRDBNet (torch)": "C1", "SSP-IR": "C0", STRUCTURE: "C2"}
-    for row in rows:
+    for number, row in enumerate(rows, start=1):  # numbered points, named in the legend: labels never overlap
         kind = row["method"] if row["method"] in colours else "SSP-IR"
         if row["setting"] == STRUCTURE:
             kind = STRUCTURE
         label = row["method"] if row["setting"] == "—" else f"{row['method']}: {row['setting']}"
         marker = "*" if row["setting"] == "defaults" else "o"
         x, y = row["mean"]["niqe"], row["mean"]["psnr_y"]
-        axis.scatter(x, y, s=90 if marker == "*" else 40, marker=marker, color=colours[kind], zorder=3)
-        axis.annotate(label, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=7)
+        axis.scatter(x, y, s=110 if marker == "*" else 45, marker=marker, color=colours[kind], zorder=3,
+                     label=f"{number}  {label}")  # fmt: skip
+        axis.annotate(str(number), (x, y), xytext=(5, 3), textcoords="offset points", fontsize=7)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, handletextpad=0.3)
     truth = results["ground_truth"]["niqe"]
     if truth is not None:
         axis.axvline(truth, color="grey", linestyle=":", linewidth=1)
@@ -246,6 +250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="of `sspir degrade` and of SSP-IR (default: 0)")
     parser.add_argument("--work_dir", type=Path, help="keep the pairs and every result here (default: temporary)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing --output files")
+    parser.add_argument("--figure_crops", nargs="+", metavar="NAME", help="draw these crops side by side (file names)")
     args = parser.parse_args(argv)
     args.methods = args.methods.split(",")
     args.settings = args.settings.split(",")
@@ -258,6 +263,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.gt_dir.is_dir():
         parser.error(f"--gt_dir {args.gt_dir}: no such folder")
     outputs = [args.output.with_suffix(suffix) for suffix in (".json", ".tsv", ".md", ".png")]
+    if args.figure_crops:
+        outputs.append(crops_figure_path(args.output))
+        missing = [name for name in args.figure_crops if not (args.gt_dir / name).is_file()]
+        if missing:
+            parser.error(f"--figure_crops {missing}: not in --gt_dir {args.gt_dir}")
     existing = [str(path) for path in outputs if path.exists()]
     if existing and not args.overwrite:
         parser.error(f"{', '.join(existing)} exist; pass --overwrite to replace them")
@@ -278,8 +288,11 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     niqe = niqe_function()
     keep = args.work_dir is not None
     rows = []
+    panels = {"LQ": lq}  # the figure's columns
 
     def add(method: str, setting: str, results: list[np.ndarray], seconds: list[float] | None) -> None:
+        if setting in ("—", "defaults"):
+            panels[method] = results
         rows.append({"method": method, "setting": setting, **score(results, truths, names, niqe),
                      "seconds_per_image": None if seconds is None else statistics.median(seconds)})  # fmt: skip
         save_images(work / f"{method}_{setting}".replace(" ", "_") if keep else None, names, results)
@@ -317,7 +330,32 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         },
         "ground_truth": {"niqe": None if niqe is None else float(np.mean([niqe(t) for t in truths]))},
         "rows": rows,
+        "figure": crops_figure(panels, truths, names, args.figure_crops) if args.figure_crops else None,
     }  # fmt: skip
+
+
+def crops_figure_path(output: Path) -> Path:
+    return output.with_name(output.with_suffix("").name + "_crops.jpg")
+
+
+def crops_figure(panels: dict[str, list[np.ndarray]], truths: list[np.ndarray], names: list[str], wanted: list[str]):
+    """One row per crop of `wanted`: every column of `panels` (the LQ enlarged with nearest-neighbour, so that its
+    pixels show), then the ground truth; each panel labelled."""
+    from diffusers_sspir.cli.restore import make_comparison
+
+    rows = []
+    for name in wanted:
+        index = names.index(name)
+        row = [(f"{label} ({name})" if label == "LQ" else label, PIL.Image.fromarray(images[index]))
+               for label, images in {**panels, "ground truth": truths}.items()]  # fmt: skip
+        size = row[-1][1].size
+        rows.append(
+            make_comparison([(label, image.resize(size, PIL.Image.Resampling.NEAREST)) for label, image in row])
+        )
+    canvas = PIL.Image.new("RGB", (rows[0].width, sum(row.height for row in rows)), "white")
+    for index, row in enumerate(rows):
+        canvas.paste(row, (0, index * rows[0].height))
+    return canvas
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -329,6 +367,9 @@ def main(argv: list[str] | None = None) -> None:
             results = run(args, Path(work))
     output = args.output.with_suffix(".json")
     output.parent.mkdir(parents=True, exist_ok=True)
+    crops = results.pop("figure")
+    if crops is not None:
+        crops.save(crops_figure_path(args.output), quality=90)
     output.write_text(json.dumps(results, indent=1) + "\n")
     output.with_suffix(".tsv").write_text(tsv(results["rows"]))
     truth = results["ground_truth"]["niqe"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .compat import quiet_image_processor_fallback
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 quiet_image_processor_fallback()  # a logging filter only: cheap, and in place before transformers is imported
 

@@ -29,7 +29,8 @@ def test_benchmark_scores_every_method_and_writes_its_files(tmp_path, monkeypatc
     methods = "bicubic,realesrgan,sspir" if importlib.util.find_spec("ncnn") else "bicubic,sspir"
     output = tmp_path / "results" / "peers.json"
     argv = ["--gt_dir", str(tmp_path / "gt"), "--output", str(output), "--methods", methods,
-            "--settings", "defaults", "--threads", "1", "--work_dir", str(tmp_path / "work")]  # fmt: skip
+            "--settings", "defaults", "--threads", "1", "--work_dir", str(tmp_path / "work"),
+            "--figure_crops", "tiny_1.png"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", ["bench_peers.py", *argv])
     bench.main(argv)
     results = json.loads(output.read_text())
@@ -49,6 +50,8 @@ def test_benchmark_scores_every_method_and_writes_its_files(tmp_path, monkeypatc
     assert "| bicubic | — |" in output.with_suffix(".md").read_text()
     assert output.with_suffix(".png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
     assert (tmp_path / "work" / "bicubic_—" / "tiny_0.png").is_file()
+    crops = PIL.Image.open(tmp_path / "results" / "peers_crops.jpg")  # LQ, each method, ground truth: one row
+    assert crops.width == 200 * (len(methods.split(",")) + 2) and crops.height > 104
 
 
 def test_bicubic_is_the_pipelines_upscale():
@@ -65,5 +68,8 @@ def test_arguments_are_checked(tmp_path):
     (tmp_path / "r.json").write_text("{}")
     with pytest.raises(SystemExit):
         bench.parse_args(["--gt_dir", str(tmp_path / "gt"), "--output", str(tmp_path / "r.json")])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--gt_dir", str(tmp_path / "gt"), "--output", str(tmp_path / "s.json"),
+                          "--figure_crops", "absent.png"])  # fmt: skip
     args = bench.parse_args(["--gt_dir", str(tmp_path / "gt"), "--methods", "sspir", "--settings", "4 steps"])
     assert args.settings == ["defaults", "4 steps"]
