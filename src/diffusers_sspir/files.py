@@ -6,6 +6,7 @@ Cheap to import (the standard library only); PIL and numpy are imported by the f
 import contextlib
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from glob import escape as glob_escape
@@ -103,6 +104,28 @@ def max_input_pixels() -> int:
     return limit
 
 
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit() -> Iterator[None]:
+    """Pillow's own decompression-bomb check (`PIL.Image.MAX_IMAGE_PIXELS`, an error at twice its value) off while
+    a file's header is read, so that `limit` (0: none), checked from the header next, is the only limit and its
+    message the one users see."""
+    import PIL.Image
+
+    default = PIL.Image.MAX_IMAGE_PIXELS
+    if default is None:
+        yield  # off already
+        return
+    with _PILLOW_LIMIT_LOCK:
+        PIL.Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            PIL.Image.MAX_IMAGE_PIXELS = default
+
+
 def read_image(path: str | os.PathLike) -> Any:
     """Opens and decodes an image file, turned upright by its EXIF orientation; of an animated image (GIF, APNG,
     WebP) the first frame, with a warning saying so.
@@ -119,7 +142,9 @@ def read_image(path: str | os.PathLike) -> Any:
 
     limit = max_input_pixels()
     try:
-        with PIL.Image.open(path) as image:
+        with _pillow_limit():  # only while the header is read: the limit below governs the pixels
+            opened = PIL.Image.open(path)
+        with opened as image:
             too_large = bool(limit) and image.width * image.height > limit
             frames = 1
             if not too_large:  # a huge image is refused from its header, before its pixels are decoded

@@ -66,6 +66,28 @@ def test_images_above_the_pixel_limit_are_refused_before_decoding(tmp_path, monk
         read_image(path)
 
 
+def test_the_pixel_limit_governs_pillows_own_bomb_check_too(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "big.png", 100, 80)
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow alone would refuse 8,000 pixels (> 2 x 1,000)
+    monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "0")  # no limit: none at all
+    assert read_image(path).size == (80, 100)
+    monkeypatch.delenv("SSPIR_MAX_INPUT_PIXELS")  # the library's default (40 MP)
+    assert read_image(path).size == (80, 100)
+    monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "5000")  # refused by this library's rule, with its message
+    with pytest.raises(ValueError, match="8,000 pixels, above the limit of 5,000"):
+        read_image(path)
+    assert PIL.Image.MAX_IMAGE_PIXELS == 1000  # Pillow's setting is back as it was
+
+
+def test_a_bad_pixel_limit_is_refused_before_anything_loads(sspir, tmp_path, model_dir, monkeypatch):
+    monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "abc")
+    loaded = []
+    monkeypatch.setattr("diffusers_sspir.cli.restore.load_pipeline", lambda args: loaded.append(1))
+    run = sspir("restore", write_image(tmp_path / "a.png"), "-o", tmp_path / "out", "--model", model_dir)
+    assert run.code == 2 and "SSPIR_MAX_INPUT_PIXELS='abc': must be a whole number" in run.err
+    assert not loaded and not (tmp_path / "out").exists()
+
+
 def test_sspir_restore_reports_a_too_large_image_and_goes_on(sspir, tmp_path, model_dir, monkeypatch):
     small, big = write_image(tmp_path / "in" / "a.png"), write_image(tmp_path / "in" / "b.png", 100, 100)
     monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "5000")

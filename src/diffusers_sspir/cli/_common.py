@@ -221,11 +221,16 @@ def collect_inputs(items: list[str], recursive: bool = False) -> dict[Path, str]
     images, `**` recursive; key: their stem). Each file once, in the order given.
 
     Raises:
-        CLIError: for an item that names nothing, an empty folder or a pattern that matches no image, and for two
-            inputs with the same key (their outputs would overwrite each other).
+        CLIError: for an item that names nothing, an empty folder or a pattern that matches no image, for two
+            inputs with the same key (their outputs would overwrite each other), and for a bad
+            `SSPIR_MAX_INPUT_PIXELS` (before anything is read or loaded).
     """
-    from ..files import IMAGE_EXTENSIONS, check_unique_keys, image_key, scan_folder
+    from ..files import IMAGE_EXTENSIONS, check_unique_keys, image_key, max_input_pixels, scan_folder
 
+    try:
+        max_input_pixels()
+    except ValueError as error:
+        raise CLIError(str(error)) from None
     found: dict[Path, tuple[Path, str]] = {}
     for item in items:
         path = Path(item)
