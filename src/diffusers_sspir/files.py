@@ -19,8 +19,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 """File extensions (lower case) taken as images when a folder is listed (an animated GIF, PNG or WebP gives its first
 frame, with a warning)."""
 
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-"""PIL modes of 16-bit grayscale images (PNG and TIFF open as one of them)."""
+EIGHT_BIT_MODES = ("RGB", "L", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "1")
+"""PIL modes of 8-bit data (and 1-bit), which `PIL.Image.Image.convert("RGB")` turns into the model's input exactly."""
 
 
 def scan_folder(folder: str | os.PathLike, recursive: bool = False) -> tuple[list[Path], list[Path]]:
@@ -169,14 +169,22 @@ def read_image(path: str | os.PathLike) -> Any:
 
 
 def rgb8(image: Any) -> Any:
-    """A PIL image as an `(H, W, 3)` uint8 array: 16-bit grayscale scaled to 8 bits (÷ 257), alpha dropped, grey
-    repeated."""
+    """A PIL image as an `(H, W, 3)` uint8 array: the pipeline's own conversion of that image
+    (`diffusers_sspir.image_ops.to_tensor_batch`: 16-bit and 32-bit integer grayscale ÷ 65535, float (`"F"`) images
+    by their `[0, 1]` range, alpha dropped, grey repeated, palette and CMYK converted) rounded to 8 bits, so that
+    every reader gives the same image.
+
+    Raises:
+        ValueError: for an image the pipeline refuses (a float image outside `[0, 1]`, say), with the reason.
+    """
     import numpy as np
 
-    if image.mode in SIXTEEN_BIT_MODES:
-        gray = np.clip(np.round(np.asarray(image, dtype=np.float64) / 257), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1)
-    return np.asarray(image.convert("RGB"))
+    if image.mode in EIGHT_BIT_MODES:  # PIL's conversion is the pipeline's here, exactly
+        return np.asarray(image.convert("RGB"))
+    from .image_ops import to_tensor_batch
+
+    (tensor,) = to_tensor_batch(image, argument_name="image")
+    return tensor.mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
 
 
 def read_rgb8(path: str | os.PathLike) -> Any:

@@ -51,6 +51,23 @@ def write_animated(path):
     return path
 
 
+def write_float_tiff(path):
+    """A 32-bit float TIFF (PIL mode F) with values in [0, 1], as scientific cameras write them."""
+    PIL.Image.fromarray(np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16), mode="F").save(path)
+    return path
+
+
+def test_a_float_upload_is_read_by_its_range_as_the_pipeline_reads_it(restorer, tmp_path):
+    from diffusers_sspir.image_ops import to_tensor_batch
+
+    path = write_float_tiff(tmp_path / "float.tif")
+    read = np.asarray(restorer.read_upload(path).image)
+    (tensor,) = to_tensor_batch(PIL.Image.open(path))
+    expected = tensor.mul(255).round().byte().permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(read, expected)  # not all zeros: 0 .. 255 along the ramp
+    assert read.min() == 0 and read.max() == 255
+
+
 @pytest.mark.parametrize(
     "name, write, note",
     [
@@ -58,6 +75,7 @@ def write_animated(path):
         ("cmyk.jpg", write_cmyk, "CMYK image: converted to RGB"),
         ("alpha.png", write_rgba, "alpha channel is dropped"),
         ("animated.gif", write_animated, "animated image of 3 frames: the first frame is used"),
+        ("float.tif", write_float_tiff, "float image: scaled to 8 bits"),
     ],
 )
 def test_odd_uploads_become_rgb_and_say_how(restorer, tmp_path, name, write, note):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..defaults import DEFAULT_ADDED_PROMPT, DEMO_MAX_INPUT_PIXELS, DEMO_MAX_OUTPUT_PIXELS
-from ..files import read_image, rgb8, write_atomic
+from ..files import EIGHT_BIT_MODES, read_image, rgb8, write_atomic
 from ..validation import check_seed, check_setting, check_whole_number, color_fix_from_name
 
 MODEL_SCHEDULER = "model's own"
@@ -160,8 +160,8 @@ class DemoRestorer:
             )
         image = read_image(path)
         notes = []
-        if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-            notes.append("16-bit image: scaled to 8 bits")
+        if image.mode not in EIGHT_BIT_MODES:  # 16-bit, 32-bit or float: by its range, as the pipeline reads it
+            notes.append(f"{'float' if image.mode == 'F' else '16-bit'} image: scaled to 8 bits")
         elif image.mode == "CMYK":
             notes.append("CMYK image: converted to RGB")
         elif "A" in image.getbands() or "transparency" in image.info:
