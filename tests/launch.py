@@ -72,8 +72,15 @@ def finish(process: subprocess.Popen, what: str = "the launch") -> tuple[str, st
         pytest.fail(f"{what} hung for {HANG_SECONDS} s; where each process was:\n{stderr[-6000:]}")
 
 
+PORT_TAKEN = "address already in use"  # the free port was taken before the launcher bound it (another test's)
+
+
 def run(processes: int, program: list[str], launcher: str = "torchrun", cwd: Path | None = None) -> tuple:
-    """`(exit status, stdout, stderr)` of `program` run on `processes` CPU processes."""
-    process = start(processes, program, launcher, cwd)
-    out, err = finish(process, f"{launcher} with {processes} processes")
+    """`(exit status, stdout, stderr)` of `program` run on `processes` CPU processes. A launch whose port another
+    process took between `free_port` and the launcher's bind (nothing ran yet) is started again on a new port."""
+    for _ in range(3):
+        process = start(processes, program, launcher, cwd)
+        out, err = finish(process, f"{launcher} with {processes} processes")
+        if process.returncode == 0 or PORT_TAKEN not in err.lower():
+            break
     return process.returncode, out, err
