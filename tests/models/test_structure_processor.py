@@ -127,7 +127,7 @@ def test_receptive_field_counts_the_restorer():
     [
         ({"residual_blocks": -1}, "`residual_blocks` must be an integer >= 0, got -1"),
         ({"residual_blocks": 2, "residual_channels": 0}, "`residual_channels` must be an integer >= 1, got 0"),
-        ({"residual_blocks": 1.5}, "`residual_blocks` must be an integer >= 0, got 1.5"),
+        ({"residual_blocks": 1.5}, "`residual_blocks` must be an integer, got 1.5"),
         ({"residual_blocks": 1, "rgb_channels": 1}, "must equal `in_channels`"),
     ],
 )

@@ -42,3 +42,36 @@ def place_like(model: torch.nn.Module, reference: torch.nn.Module) -> torch.nn.M
     """
     parameter = next(reference.parameters())
     return torch.nn.Module.to(model, device=parameter.device, dtype=parameter.dtype)
+
+
+def check_config(owner: str, counts: dict[str, tuple[object, int]], parameters: Callable[[], int]) -> None:
+    """A model's configuration checked before any module is built, so that a bad or hostile `config.json` is
+    refused with its class and key named rather than building for minutes until memory runs out.
+
+    Args:
+        owner (`str`): the model class, for the messages.
+        counts (`dict`): each integer setting → `(value, least)`; it must be an `int` >= `least`.
+        parameters (`Callable[[], int]`): the number of parameters those settings build (called once they pass);
+            a model whose float32 weights would not fit in the host's available memory is refused.
+    """
+    from ..memory import available_memory, format_bytes
+    from ..validation import check_integer
+
+    for name, (value, least) in counts.items():
+        try:
+            check_integer(name, value, minimum=least)
+        except ValueError as error:
+            raise ValueError(f"{owner} config: {error}") from None
+    count = parameters()
+    available = available_memory("cpu")
+    if available is not None and 4 * count > available:
+        settings = ", ".join(f"{name}={value}" for name, (value, _) in counts.items())
+        raise ValueError(
+            f"{owner} config ({settings}) would build {count:,} parameters ({format_bytes(4 * count)} in float32), "
+            f"more than the {format_bytes(available)} this machine has available; check its config.json."
+        )
+
+
+def conv_parameters(in_channels: int, out_channels: int, kernel: int = 3) -> int:
+    """Parameters of a `kernel` x `kernel` convolution with bias."""
+    return in_channels * out_channels * kernel * kernel + out_channels

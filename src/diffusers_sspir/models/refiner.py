@@ -5,6 +5,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ._utils import check_config
+
 
 class ImageTokenRefiner(ModelMixin, ConfigMixin):
     r"""
@@ -31,6 +33,12 @@ class ImageTokenRefiner(ModelMixin, ConfigMixin):
         negative_slope: float = 0.01,
     ):
         super().__init__()
+        counts = {"in_dim": (in_dim, 1), "hidden_dim": (hidden_dim, 1), "out_dim": (out_dim, 1),
+                  "num_blocks": (num_blocks, 0)}  # fmt: skip
+        check_config(type(self).__name__, counts, lambda: (
+            (in_dim + 3) * hidden_dim + max(num_blocks - 1, 0) * (hidden_dim + 3) * hidden_dim
+            + ((hidden_dim if num_blocks else in_dim) + 1) * out_dim
+        ))  # fmt: skip
         layers = []
         width = in_dim
         for _ in range(num_blocks):

@@ -13,6 +13,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ._utils import check_config, conv_parameters
+
 RESIDUAL_SCALE = 0.2
 """Every dense block and every RRDB adds its output to its input scaled by this (ESRGAN's residual scaling)."""
 NEGATIVE_SLOPE = 0.2
@@ -93,6 +95,16 @@ class RRDBNet(ModelMixin, ConfigMixin):
         super().__init__()
         if scale not in SCALES:
             raise ValueError(f"`scale` must be one of {SCALES} (as BasicSR's RRDBNet), got {scale!r}.")
+        counts = {"in_channels": (in_channels, 1), "out_channels": (out_channels, 1),
+                  "num_features": (num_features, 1), "num_blocks": (num_blocks, 0),
+                  "growth_channels": (growth_channels, 1)}  # fmt: skip
+        dense = sum(conv_parameters(num_features + i * growth_channels, growth_channels) for i in range(4))
+        dense += conv_parameters(num_features + 4 * growth_channels, num_features)
+        check_config(type(self).__name__, counts, lambda: (
+            3 * num_blocks * dense + 4 * conv_parameters(num_features, num_features)
+            + conv_parameters(in_channels * (4 // scale) ** 2, num_features)
+            + conv_parameters(num_features, out_channels)
+        ))  # fmt: skip
         self.unshuffle = 4 // scale
         self.conv_first = conv3x3(in_channels * self.unshuffle**2, num_features)
         self.body = nn.Sequential(*(RRDB(num_features, growth_channels) for _ in range(num_blocks)))

@@ -10,6 +10,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from ..image_ops.tiling import map_tiles
+from ._utils import check_config, conv_parameters
 
 # The paper's trunk widths; one stride-2 stage per pair, three for Stable Diffusion's 8x VAE.
 STRUCTURE_PROCESSOR_WIDTHS = (16, 32, 96, 256)
@@ -116,12 +117,16 @@ class StructureProcessor(ModelMixin, ConfigMixin):
         super().__init__()
         if len(block_out_channels) < 2:
             raise ValueError(f"`block_out_channels` needs at least two widths, got {block_out_channels}.")
-        for name, value, least in (
-            ("residual_blocks", residual_blocks, 0),
-            ("residual_channels", residual_channels, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}.")
+        counts = {"in_channels": (in_channels, 1), "rgb_channels": (rgb_channels, 1),
+                  "conditioning_embedding_channels": (conditioning_embedding_channels, 1),
+                  "residual_blocks": (residual_blocks, 0), "residual_channels": (residual_channels, 1),
+                  **{f"block_out_channels[{i}]": (w, 1) for i, w in enumerate(block_out_channels)}}  # fmt: skip
+        widths = [in_channels, *block_out_channels]
+        check_config(type(self).__name__, counts, lambda: (
+            sum(2 * conv_parameters(a, b) for a, b in zip(widths, widths[1:]))  # each stage and its RGB head, roughly
+            + conv_parameters(block_out_channels[-1], conditioning_embedding_channels)
+            + (2 * residual_blocks + 3) * conv_parameters(residual_channels, residual_channels)
+        ))  # fmt: skip
         if residual_blocks and rgb_channels != in_channels:
             raise ValueError(
                 f"The full-resolution restorer predicts the input image: `rgb_channels` ({rgb_channels}) must equal "

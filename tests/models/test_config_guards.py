@@ -1,0 +1,43 @@
+"""A model folder's configs are checked before anything is built: a hostile or broken `config.json` of the custom
+models (refine layer, structure processor, stage-1 upscaler) is refused at once, naming the class and the key,
+instead of building modules until memory runs out or silently dropping trained weights."""
+
+import json
+import time
+
+import pytest
+
+from diffusers_sspir import SSPIRPipeline
+from diffusers_sspir.models import ImageTokenRefiner, RRDBNet, StructureProcessor
+from diffusers_sspir.testing import make_sspir_components
+
+
+@pytest.mark.parametrize(
+    "model, settings, message",
+    [
+        (ImageTokenRefiner, {"num_blocks": 100_000_000}, "ImageTokenRefiner config .* would build 105,164,800,52"),
+        (ImageTokenRefiner, {"num_blocks": -3}, "ImageTokenRefiner config: `num_blocks` must be an integer >= 0"),
+        (ImageTokenRefiner, {"hidden_dim": "64"}, "`hidden_dim` must be an integer, got '64'"),
+        (RRDBNet, {"num_blocks": 10_000_000}, "RRDBNet config .* parameters .* more than the"),
+        (RRDBNet, {"num_features": 0}, "RRDBNet config: `num_features` must be an integer >= 1"),
+        (StructureProcessor, {"residual_blocks": 10**9}, "StructureProcessor config .* more than the"),
+        (StructureProcessor, {"block_out_channels": (16, -32)}, "`block_out_channels\\[1\\]` must be an integer >= 1"),
+    ],
+)  # fmt: skip
+def test_absurd_configs_are_refused_before_building(model, settings, message):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        model(**settings)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_hostile_config_in_a_saved_folder_is_refused_naming_it(tmp_path):
+    SSPIRPipeline(**make_sspir_components()).save_pretrained(tmp_path)
+    config_file = tmp_path / "image_refiner" / "config.json"
+    config = json.loads(config_file.read_text())
+    for value, message in ((100_000_000, "would build"), (-3, "must be an integer >= 0")):
+        config_file.write_text(json.dumps({**config, "num_blocks": value}))
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match=f"ImageTokenRefiner config.*{message}"):
+            SSPIRPipeline.from_pretrained(tmp_path)
+        assert time.perf_counter() - start < 30  # the other components load; nothing huge is built
