@@ -372,3 +372,15 @@ def test_describe_gives_the_prompts_a_call_encodes(pipe):
         pipe.captioner = None
     with pytest.raises(ValueError, match="`prompt` has 2 entries but 1 images"):
         pipe.describe(make_image(), prompt=["a", "b"])
+
+
+def test_pickle_weights_are_refused_unless_asked_for(tmp_path):
+    pipe = make_pipe()
+    pipe.save_pretrained(tmp_path)
+    pipe.image_refiner.save_pretrained(tmp_path / "image_refiner", safe_serialization=False)
+    (tmp_path / "image_refiner" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(OSError, match=r"`image_refiner` .* only pickle weights \(diffusion_pytorch_model.bin\)"):
+        SSPIRPipeline.from_pretrained(tmp_path)
+    trusted = SSPIRPipeline.from_pretrained(tmp_path, use_safetensors=False)  # the user's explicit choice
+    for name, tensor in pipe.image_refiner.state_dict().items():
+        torch.testing.assert_close(trusted.image_refiner.state_dict()[name], tensor, rtol=0, atol=0)

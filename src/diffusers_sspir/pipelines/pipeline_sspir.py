@@ -57,6 +57,8 @@ START_POINTS = ("lr", "noise")
 # is wider (RRDBNet's: hundreds of pixels), so a tiled upscale is close to, not equal to, the untiled one.
 UPSCALER_TILE_HALO = 16
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+# Weight files that are pickles (torch.save): refused unless a call opts in with `use_safetensors=False`.
+PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_PROMPT_WINDOWS = 4
 # Written next to every saved pipeline (and shipped with the bundled demo model), so that diffusers' generic loader
 # finds the pipeline class in the folder itself and never looks for a community pipeline on the Hub.
@@ -364,14 +366,22 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         r"""
         Loads a saved SSP-IR pipeline (folder or Hub id), as [`~diffusers.DiffusionPipeline.from_pretrained`] does,
         with a clear error when a local folder lacks a component. A `captioner=` keyword attaches a captioner.
+
+        Weights are read from safetensors only (`use_safetensors=True` unless given): a component whose weights are
+        pickles (`.bin`, `.pt`, `.ckpt`) is refused, since unpickling can run code. Pass `use_safetensors=False` to
+        load such a folder you trust (its pickles where a component has no safetensors, read by torch's weights-only
+        unpickler), then `save_pretrained` it once to write safetensors.
         """
         folder = os.fspath(pretrained_model_name_or_path)
+        safetensors_only = kwargs.get("use_safetensors") is not False
+        # diffusers' None: safetensors where a component has them, its pickle otherwise (False would mean pickles only)
+        kwargs["use_safetensors"] = True if safetensors_only else None
         if os.path.isdir(folder):
-            cls._check_folder(folder, passed=set(kwargs))
+            cls._check_folder(folder, passed=set(kwargs), safetensors_only=safetensors_only)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
-    def _check_folder(cls, folder: str, passed: set[str]) -> None:
+    def _check_folder(cls, folder: str, passed: set[str], safetensors_only: bool = True) -> None:
         index_file = os.path.join(folder, "model_index.json")
         if not os.path.isfile(index_file):
             raise OSError(f"{folder} is not a saved pipeline: it has no model_index.json.")
@@ -387,6 +397,14 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                 raise OSError(
                     f"The pipeline folder {folder} is missing the component `{name}` (no folder {subfolder}). Save "
                     f"the pipeline again with `save_pretrained`, or pass `{name}=` to `from_pretrained`."
+                )
+            files = os.listdir(subfolder)
+            pickles = sorted(f for f in files if f.endswith(PICKLE_WEIGHT_SUFFIXES))
+            if safetensors_only and pickles and not any(f.endswith(".safetensors") for f in files):
+                raise OSError(
+                    f"The component `{name}` of {folder} has only pickle weights ({', '.join(pickles)}), which are "
+                    "not loaded: unpickling can run code. Pass `use_safetensors=False` to load a folder you trust, "
+                    "then `save_pretrained` it to write safetensors."
                 )
 
     def save_pretrained(self, save_directory: "str | os.PathLike", **kwargs) -> None:
