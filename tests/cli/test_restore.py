@@ -313,3 +313,12 @@ def test_an_output_folder_that_holds_an_input_is_refused_up_front(sspir, tmp_pat
     run = sspir("restore", image, "-o", tmp_path / "same", "--model", model_dir, *FAST)
     assert run.code == 2 and "the output folder holds the input" in run.err and "b.jpg" in run.err
     assert sorted(p.name for p in (tmp_path / "same").iterdir()) == ["b.jpg"]
+
+
+def test_names_with_control_characters_are_printed_escaped(sspir, tmp_path, model_dir):
+    folder = tmp_path / "in"
+    bad = write_broken(folder / "evil\n\x1b[2Jname.png")  # a newline and a clear-screen escape in a file name
+    run = sspir("restore", folder, "-o", tmp_path / "out", "--model", model_dir, *FAST)
+    assert run.code == 1 and bad.is_file()
+    assert "evil\\n\\x1b[2Jname.png: cannot read the image" in run.out
+    assert "\x1b" not in run.out + run.err and "evil\n" not in run.out

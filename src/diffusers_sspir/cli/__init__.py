@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from .. import __version__
 from . import caption, degrade, demo, evaluate, info, restore
-from ._common import CLIError, HelpFormatter, echo, one_line
+from ._common import CLIError, HelpFormatter, echo, one_line, printable
 
 COMMANDS = (restore, degrade, caption, evaluate, info, demo)
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as error:
         if debug:
             raise
-        echo(f"sspir {args.command}: error: {error}", err=True)
+        echo(f"sspir {args.command}: error: {printable(error)}", err=True)
         return 2
     except KeyboardInterrupt:
         if debug:
@@ -97,5 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # anything unforeseen: one line, the traceback with --debug
         if debug:
             raise
-        echo(f"sspir {args.command}: error: {type(error).__name__}: {one_line(error)} (--debug shows where)", err=True)
+        reason = printable(one_line(error))
+        echo(f"sspir {args.command}: error: {type(error).__name__}: {reason} (--debug shows where)", err=True)
         return 1

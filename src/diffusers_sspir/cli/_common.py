@@ -30,11 +30,21 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=30)
 
 
+def printable(text: object) -> str:
+    """`text` for one line of a terminal: control characters (a newline, an escape sequence in a file name) shown
+    as `\\n`, `\\x1b`, ... rather than acted on."""
+    return "".join(
+        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode("ascii")
+        for char in str(text)
+    )
+
+
 def echo(message: str = "", err: bool = False) -> None:
     """Writes a line to stdout (or stderr) without breaking a running progress bar."""
     from tqdm import tqdm
 
-    tqdm.write(message, file=sys.stderr if err else sys.stdout)
+    lines = (printable(line) for line in message.split("\n"))  # an escape sequence anywhere is shown, not run
+    tqdm.write("\n".join(lines), file=sys.stderr if err else sys.stdout)
 
 
 def launch() -> Any:
@@ -241,9 +251,10 @@ def collect_inputs(items: list[str], recursive: bool = False) -> dict[Path, str]
                 raise CLIError(f"{item}: the folder {where} no images ({', '.join(IMAGE_EXTENSIONS)}).")
             others = [other for other in others if not other.name.startswith(".")]
             if others:  # a .gif, say: said, not silently left out
-                names = [other.relative_to(path).as_posix() for other in others]
+                names = [printable(other.relative_to(path).as_posix()) for other in others]
                 listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-                say(f"{item}: skipping {len(others)} files that are not {'/'.join(IMAGE_EXTENSIONS)} images: {listed}")
+                kinds = "/".join(IMAGE_EXTENSIONS)
+                say(f"{printable(item)}: skipping {len(others)} files that are not {kinds} images: {listed}")
             matches = [(image, image_key(image, path)) for image in images]
         elif path.is_file():
             matches = [(path, image_key(path))]
@@ -367,7 +378,7 @@ def report(result: Any, verb: str) -> int:
     """Prints (in the main process) `done / skipped / failed` of a `diffusers_sspir.jobs.JobResult`, with the reason
     of each failure, and returns the exit status: 1 if anything failed in any process, else 0."""
     if result.elsewhere:
-        names = ", ".join(map(str, result.elsewhere))
+        names = ", ".join(map(printable, result.elsewhere))
         say(f"left {len(result.elsewhere)} images to another run that is making them: {names}")
     parts = [f"{verb} {len(result.done)}"]
     skipped = len(result.skipped) + len(result.elsewhere)
@@ -376,7 +387,7 @@ def report(result: Any, verb: str) -> int:
     parts.append(f"failed {len(result.failed)}")
     say(", ".join(parts) + ("." if not result.failed else ":"))
     for path, reason in result.failed.items():
-        say(f"  {path}: {reason}")
+        say(f"  {printable(path)}: {printable(reason)}")
     if result.images_per_second is not None:
         count = len(result.done) + len(result.failed)
         images = f"{count} image{'s' if count > 1 else ''}"
@@ -438,13 +449,13 @@ def run_batches(
 
     def pending(todo: int, done: int) -> None:
         if done:
-            echo(f"skipping {done} of {todo + done} images already {verb} in {where or args.output_dir}")
+            echo(f"skipping {done} of {todo + done} images already {verb} in {printable(where or args.output_dir)}")
 
     processes = launch()
     with JobGroup(processes) as group:
         result = run_jobs(
             plans, start, overwrite=args.overwrite, batch_size=batch_size, group=group, desc=desc,
             debug=getattr(args, "debug", False), on_pending=pending,
-            on_failure=lambda path, reason: echo(f"failed: {path}: {reason}", err=True),
+            on_failure=lambda path, reason: echo(f"failed: {printable(path)}: {printable(reason)}", err=True),
         )  # fmt: skip
     return report(result, verb)
