@@ -58,3 +58,26 @@ def test_it_serves_the_given_model_captioner_limits_and_address(sspir, launched,
     assert (call["host"], call["port"], call["share"], call["root_path"]) == ("0.0.0.0", 8123, True, "/sspir")
     assert str(model_dir) in restorer.model_name and restorer.captioner_name == "fixed text 'a cat'"
     assert (restorer.limits.max_input_pixels, restorer.limits.max_output_pixels) == (100, 400)
+
+
+def test_every_file_of_a_session_lives_in_one_private_folder_removed_on_stop(sspir, launched, monkeypatch):
+    import os
+    import stat
+
+    seen = {}
+    import diffusers_sspir.app.page as page
+
+    recorded = page.launch
+
+    def launch(app, host, port, share, root_path):  # while serving: where gradio would keep its files
+        folder = os.environ["GRADIO_TEMP_DIR"]
+        seen.update(
+            folder=folder, work=launched[-1]["restorer"].work_dir, mode=os.stat(os.path.dirname(folder)).st_mode
+        )
+        return recorded(app, host, port, share, root_path)
+
+    monkeypatch.setattr(page, "launch", launch)
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    assert sspir("demo").code == 0
+    assert os.path.dirname(seen["folder"]) == str(seen["work"]) and stat.S_IMODE(seen["mode"]) == 0o700
+    assert not os.path.exists(seen["work"]) and "GRADIO_TEMP_DIR" not in os.environ  # removed, setting restored

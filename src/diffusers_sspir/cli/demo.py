@@ -1,9 +1,13 @@
 """`sspir demo`: a local web page (gradio) to restore one image at a time, reviewing its caption first."""
 
 import argparse
+import contextlib
 import importlib.util
+import os
 import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ..captioners.spec import CAPTIONER_SPEC_HELP
@@ -64,6 +68,21 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.set_defaults(run=run, scheduler=None)  # the scheduler is chosen on the page
 
 
+@contextlib.contextmanager
+def gradio_files_in(folder: Path) -> Iterator[None]:
+    """Points gradio's file cache (`GRADIO_TEMP_DIR`, read whenever a page is built or a file arrives) at `folder`
+    while the block runs, instead of the shared `/tmp/gradio` that every local user can read."""
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous
+
+
 def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         _common.check_model_source("--model", args.model)
@@ -80,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     pipe.set_progress_bar_config(disable=True)  # the page shows the progress
     model_name = "**the bundled demo model** (small, not the paper's; see docs/demo_model.md)"
     kind, value = parse_captioner_spec(args.captioner)
-    with tempfile.TemporaryDirectory(prefix="sspir-demo-") as work_dir:  # the PNGs to download, removed at the end
+    # One private folder (mode 0700, this user's only) holds every file of the session: the PNGs to download and all
+    # that gradio keeps (uploads, results, the sample's copy), removed when the demo stops, however it stops.
+    with tempfile.TemporaryDirectory(prefix="sspir-demo-") as work_dir, gradio_files_in(Path(work_dir) / "gradio"):
         restorer = DemoRestorer(
             pipe,
             Limits(args.max_input_pixels, args.max_output_pixels),
