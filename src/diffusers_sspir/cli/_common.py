@@ -381,9 +381,10 @@ def report(result: Any, verb: str) -> int:
         names = ", ".join(map(printable, result.elsewhere))
         say(f"left {len(result.elsewhere)} images to another run that is making them: {names}")
     parts = [f"{verb} {len(result.done)}"]
-    skipped = len(result.skipped) + len(result.elsewhere)
-    if skipped:
-        parts.append(f"skipped {skipped} already done (--overwrite redoes them)")
+    if result.skipped:
+        parts.append(f"skipped {len(result.skipped)} already done (--overwrite redoes them)")
+    if result.elsewhere:
+        parts.append(f"left {len(result.elsewhere)} to another run")
     parts.append(f"failed {len(result.failed)}")
     say(", ".join(parts) + ("." if not result.failed else ":"))
     for path, reason in result.failed.items():
