@@ -10,10 +10,9 @@ import pytest
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from diffusers_sspir.cli import restore
-from diffusers_sspir.cli._common import CLIError
-from diffusers_sspir.cli.schedulers import SCHEDULERS, make_scheduler
 from diffusers_sspir.defaults import COLOR_FIX_NAMES, SCHEDULER_NEEDS
 from diffusers_sspir.pipelines import pipeline_sspir
+from diffusers_sspir.schedulers import SCHEDULERS, make_scheduler
 
 from .files import write_broken, write_image
 
@@ -194,7 +193,7 @@ NOISE_SCHEDULE = ("beta_schedule", "beta_start", "beta_end", "prediction_type", 
 def test_every_scheduler_name_is_its_sampler_whatever_the_saved_scheduler(name):
     class_name, options = SCHEDULERS[name]
     if class_name in SCHEDULER_NEEDS and importlib.util.find_spec(SCHEDULER_NEEDS[class_name][0]) is None:
-        with pytest.raises(CLIError, match=f"needs {SCHEDULER_NEEDS[class_name][0]}, which is not installed"):
+        with pytest.raises(ValueError, match=f"needs {SCHEDULER_NEEDS[class_name][0]}, which is not installed"):
             make_scheduler(name, SAVED_SCHEDULER.config)
         pytest.skip(f"{class_name} needs {SCHEDULER_NEEDS[class_name][0]}")
     scheduler = make_scheduler(name, SAVED_SCHEDULER.config)

@@ -10,8 +10,8 @@ import torch
 from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
 from diffusers_sspir import SSPIRPipeline
-from diffusers_sspir.cli.schedulers import SCHEDULERS, make_scheduler
 from diffusers_sspir.defaults import CALL_DEFAULTS, SCHEDULER_NEEDS
+from diffusers_sspir.schedulers import SCHEDULERS, make_scheduler
 from diffusers_sspir.testing import SCHEDULER_CONFIG
 
 from .test_pipeline_sspir import call_kwargs, make_image, make_pipe

@@ -10,8 +10,8 @@ from typing import Any
 
 import gradio as gr
 
-from ..cli.schedulers import SCHEDULERS
 from ..defaults import COLOR_FIX_NAMES, RANGES
+from ..schedulers import SCHEDULERS
 from .restorer import MODEL_SCHEDULER, DemoRestorer, RestoreSettings
 
 logger = logging.getLogger(__name__)

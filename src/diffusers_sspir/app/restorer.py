@@ -210,8 +210,7 @@ class DemoRestorer:
         """
         import torch
 
-        from ..cli._common import CLIError
-        from ..cli.schedulers import make_scheduler
+        from ..schedulers import make_scheduler
 
         width, height = self.check_size(upload, settings.upscale)
         color_fix = color_fix_from_name(settings.color_fix)
@@ -221,10 +220,7 @@ class DemoRestorer:
         if settings.scheduler == MODEL_SCHEDULER:
             scheduler = self.model_scheduler
         else:
-            try:
-                scheduler = make_scheduler(settings.scheduler, self.model_scheduler.config)
-            except CLIError as error:  # an unknown name, or one whose package is missing
-                raise ValueError(str(error)) from None
+            scheduler = make_scheduler(settings.scheduler, self.model_scheduler.config)  # ValueError: the name's
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
             if progress is not None:

@@ -9,10 +9,10 @@ from typing import Any
 
 from ..captioners.spec import CAPTIONER_SPEC_HELP
 from ..defaults import CALL_DEFAULTS, COLOR_FIX_NAMES, DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT
+from ..schedulers import SCHEDULERS, make_scheduler, scheduler_table
 from ..validation import check_tiling, color_fix_from_name
 from . import _common
 from ._common import CLIError, echo, one_line
-from .schedulers import SCHEDULERS, make_scheduler, scheduler_table
 
 COMPARISON_FOLDER = "comparison"
 STRUCTURE_FOLDER = "structure"
@@ -205,7 +205,10 @@ def load_pipeline(args: argparse.Namespace) -> Any:
             "SSPIRPipeline.save_pretrained, or its Hub repo id."
         ) from error
     if args.scheduler is not None:
-        pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+        try:
+            pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+        except ValueError as error:  # an unknown name, or one whose package is missing
+            raise CLIError(f"--scheduler {error}") from None
     pipe.to(device)
     pipe.captioner = _common.load_captioner_spec(args)
     # disable=None: bars on a terminal only, so that logs and pipes get no progress-bar lines

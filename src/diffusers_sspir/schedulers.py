@@ -1,4 +1,5 @@
-"""Short scheduler names for `sspir restore --scheduler`, as the Stable Diffusion tools call them.
+"""Short scheduler names, as the Stable Diffusion tools call them, for `sspir restore --scheduler`, the web demo's
+scheduler menu and Python (`pipe.scheduler = make_scheduler("dpm++2m-karras", pipe.scheduler.config)`).
 
 Each name is a diffusers scheduler class and the options that make it that sampler. Only the model's noise schedule
 (`NOISE_SCHEDULE_KEYS`: betas, prediction type, timestep spacing, …) is taken from the scheduler config the model was
@@ -11,8 +12,7 @@ import importlib.util
 import inspect
 from typing import Any
 
-from ..defaults import SCHEDULER_NEEDS
-from ._common import CLIError
+from .defaults import SCHEDULER_NEEDS
 
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "ddim": ("DDIMScheduler", {}),
@@ -77,16 +77,16 @@ def make_scheduler(name: str, config: dict) -> Any:
     `config` sets it: the `True` default of DDIM and DDPM is meant for pixels, and would clip latents to [-1, 1].
 
     Raises:
-        CLIError: if the name is unknown or the scheduler needs a package that is not installed.
+        ValueError: if the name is unknown or the scheduler needs a package that is not installed, naming it.
     """
     import diffusers
 
     if name not in SCHEDULERS:
-        raise CLIError(f"--scheduler {name}: unknown name; choose one of {', '.join(SCHEDULERS)}.")
+        raise ValueError(f"{name}: unknown scheduler name; choose one of {', '.join(SCHEDULERS)}.")
     class_name, options = SCHEDULERS[name]
     if class_name in NEEDS and importlib.util.find_spec(NEEDS[class_name][0]) is None:
         module, install = NEEDS[class_name]
-        raise CLIError(f"--scheduler {name}: {class_name} needs {module}, which is not installed; {install}.")
+        raise ValueError(f"{name}: {class_name} needs {module}, which is not installed; {install}.")
     cls = getattr(diffusers, class_name)
     accepted = inspect.signature(cls.__init__).parameters
     kept = {key: config[key] for key in NOISE_SCHEDULE_KEYS if key in config and key in accepted}
