@@ -425,7 +425,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         checkpoint (`checkpoint-<step>/` or its `trainable.safetensors`), which is not a LoRA file: export it first
         with `python -m diffusers_sspir.training.export CHECKPOINT --output OUT`.
         """
-        from ..training.checkpoint import is_training_checkpoint_file
+        from ..checkpoint_format import is_training_checkpoint_file
 
         source = pretrained_model_name_or_path_or_dict
         if isinstance(source, (str, os.PathLike)):

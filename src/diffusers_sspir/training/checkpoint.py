@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..checkpoint_format import TRAINABLE_METADATA
+
 FORMAT_VERSION = 1
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-# Metadata of `trainable.safetensors`, so that loaders meant for finished models can recognise and refuse the file.
-TRAINABLE_METADATA = {"format": "pt", "diffusers_sspir": "training-checkpoint"}
 RUN_FILE = "run.json"  # the options of the run that wrote the checkpoint, for exporting it
 
 
@@ -120,17 +120,6 @@ def save_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
-
-
-def is_training_checkpoint_file(path: str) -> bool:
-    """Whether `path` is the `trainable.safetensors` of a training checkpoint (by its metadata)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(path, "pt") as file:
-            return (file.metadata() or {}).get("diffusers_sspir") == TRAINABLE_METADATA["diffusers_sspir"]
-    except Exception:  # not a safetensors file: not ours to judge
-        return False
 
 
 def recover_interrupted_saves(output_dir: str) -> list[str]:

@@ -16,7 +16,6 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from ..cli._common import echo
 from .arguments import FULL, LORA
 from .checkpoint import RUN_FILE
 
@@ -93,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kind = export_checkpoint(args.checkpoint, args.output, args.overwrite)
     except (ExportError, OSError) as error:
-        echo(f"error: {error}", err=True)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     loader = "SSPIRPipeline.from_pretrained" if kind == "pipeline" else "pipe.load_lora_weights"
-    echo(f"wrote the {kind} of {args.checkpoint} to {args.output}; load it with {loader}({args.output!r})")
+    print(f"wrote the {kind} of {args.checkpoint} to {args.output}; load it with {loader}({args.output!r})")
     return 0
 
 
