@@ -41,3 +41,18 @@ def test_a_hostile_config_in_a_saved_folder_is_refused_naming_it(tmp_path):
         with pytest.raises(ValueError, match=f"ImageTokenRefiner config.*{message}"):
             SSPIRPipeline.from_pretrained(tmp_path)
         assert time.perf_counter() - start < 30  # the other components load; nothing huge is built
+
+
+@pytest.mark.parametrize(
+    "component, file, key, value",
+    [("vae", "config.json", "latent_channels", "four"),
+     ("scheduler", "scheduler_config.json", "num_train_timesteps", "1000"),
+     ("unet", "config.json", "in_channels", 4.5),
+     ("image_refiner", "config.json", "num_blocks", True)],
+)  # fmt: skip
+def test_a_config_value_of_the_wrong_type_is_refused_naming_the_file_and_key(tmp_path, component, file, key, value):
+    SSPIRPipeline(**make_sspir_components()).save_pretrained(tmp_path)
+    config_file = tmp_path / component / file
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), key: value}))
+    with pytest.raises(ValueError, match=f"^{component}/{file}: `{key}` of .* must be .*, got {value!r}"):
+        SSPIRPipeline.from_pretrained(tmp_path)

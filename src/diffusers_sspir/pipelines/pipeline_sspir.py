@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import importlib
 import inspect
 import json
 import math
@@ -120,6 +121,48 @@ class SSPIRPipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     prompts: list[str]
     structure_images: list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None
+
+
+_SIMPLE_TYPES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_config_types(name: str, subfolder: str, library: str, class_name: str) -> None:
+    """Refuses a config value whose type cannot be what the component's class takes, before anything is built, naming
+    the file and the key (`latent_channels: "four"` would otherwise fail deep inside the model with an unrelated
+    message). Only the settings the class annotates as exactly `bool`, `int`, `float` or `str` are checked, for the
+    classes of diffusers and of this library; transformers validates its own configs."""
+    if library != "diffusers" and not library.startswith("diffusers_sspir"):
+        return
+    try:
+        model_class = getattr(importlib.import_module(library), class_name)
+    except (ImportError, AttributeError):
+        return  # diffusers names what it cannot find
+    config_name = getattr(model_class, "config_name", None)
+    path = os.path.join(subfolder, config_name) if isinstance(config_name, str) else None
+    if path is None or not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{name}/{config_name}: not a readable JSON file ({error}).") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{name}/{config_name}: must hold a JSON object, got {type(config).__name__}.")
+    parameters = inspect.signature(model_class.__init__).parameters
+    for key, value in config.items():
+        parameter = parameters.get(key)
+        if parameter is None or value is None:
+            continue
+        expected = next((kind for kind in _SIMPLE_TYPES if parameter.annotation in (kind, kind.__name__)), None)
+        if expected is None:
+            continue
+        fits = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        if expected is float:
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not fits:
+            raise ValueError(
+                f"{name}/{config_name}: `{key}` of {class_name} must be {_SIMPLE_TYPES[expected]}, got {value!r}."
+            )
 
 
 class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLoraLoaderMixin):
@@ -398,6 +441,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     f"The pipeline folder {folder} is missing the component `{name}` (no folder {subfolder}). Save "
                     f"the pipeline again with `save_pretrained`, or pass `{name}=` to `from_pretrained`."
                 )
+            entry = index.get(name)
+            if isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry):
+                _check_config_types(name, subfolder, *entry)
             files = os.listdir(subfolder)
             pickles = sorted(f for f in files if f.endswith(PICKLE_WEIGHT_SUFFIXES))
             if safetensors_only and pickles and not any(f.endswith(".safetensors") for f in files):
