@@ -44,6 +44,12 @@ def test_the_page_names_the_model_and_the_missing_captioner(page):
     assert notes and "Serving a tiny model" in notes[0] and "no captioner" in notes[0]
 
 
+def test_error_messages_show_no_server_paths():
+    error = ValueError("cannot read the image (cannot identify image file '/tmp/sspir-demo-1/gradio/9f/cat.png')")
+    assert _error(error) == "**Error:** cannot read the image (cannot identify image file 'cat.png')"
+    assert _error(OSError("/srv/models/sspir/unet: broken")) == "**Error:** OSError: unet: broken"
+
+
 def test_errors_are_one_status_line_and_unforeseen_ones_name_their_type(caplog):
     assert _error(ValueError("`steps` must be\n  an integer")) == "**Error:** `steps` must be an integer"
     assert _error(RuntimeError("boom")) == "**Error:** RuntimeError: boom"

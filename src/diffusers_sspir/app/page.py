@@ -5,6 +5,7 @@ and the page stays usable; one request runs at a time (gradio's queue, shared by
 """
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,14 @@ EXPECTED_ERRORS = (ValueError, MemoryError, FloatingPointError)
 """What a request can fail with that its message explains (a bad file or setting, a request too large)."""
 
 
+# An absolute path in a message (a file of the server's): the page shows its last part only.
+_SERVER_PATH = re.compile(r"(?:/[^/\s'\"]+)+/([^/\s'\"]+)")
+
+
 def _error(error: BaseException) -> str:
-    """The status line for a failed request; an unforeseen error is also logged with its traceback."""
-    message = " ".join(str(error).split()) or type(error).__name__
+    """The status line for a failed request, without the server's paths (a file keeps its name); an unforeseen
+    error is also logged, with its traceback, on the server."""
+    message = _SERVER_PATH.sub(r"\1", " ".join(str(error).split())) or type(error).__name__
     if not isinstance(error, EXPECTED_ERRORS):
         logger.error("the request failed", exc_info=error)
         message = f"{type(error).__name__}: {message}"
