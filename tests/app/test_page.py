@@ -3,7 +3,7 @@
 
 import pytest
 
-pytest.importorskip("gradio")
+pytest.importorskip("gradio.blocks")
 
 from diffusers_sspir import SSPIRPipeline  # noqa: E402
 from diffusers_sspir.app import DemoRestorer  # noqa: E402

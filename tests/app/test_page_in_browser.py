@@ -30,9 +30,12 @@ EDITED = "a red ladybird on a green stem"
 
 
 def _missing() -> str | None:
-    for module, install in (("gradio", "pip install 'diffusers-sspir[demo]'"), ("selenium", "pip install selenium")):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed ({install})"
+    # gradio.blocks, not just gradio: files pip leaves behind after uninstalling gradio make an empty `gradio`
+    needed = (("gradio", "gradio.blocks", "pip install 'diffusers-sspir[demo]'"),
+              ("selenium", "selenium", "pip install selenium"))  # fmt: skip
+    for name, module, install in needed:
+        if importlib.util.find_spec(name) is None or importlib.util.find_spec(module) is None:
+            return f"{name} is not installed ({install})"
     for program in ("chromium", "chromedriver"):
         if shutil.which(program) is None:
             return f"{program} is not installed (apt-get install chromium chromium-driver)"

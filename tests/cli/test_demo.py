@@ -22,7 +22,7 @@ def test_a_missing_model_folder_is_refused_before_loading(sspir, tmp_path):
 @pytest.fixture
 def launched(monkeypatch):
     """Runs `sspir demo` up to the launch, which is recorded instead of served."""
-    pytest.importorskip("gradio")
+    pytest.importorskip("gradio.blocks")
     import diffusers_sspir.app.page as page
 
     calls = []

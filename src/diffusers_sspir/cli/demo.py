@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         _common.check_model_source("--model", args.model)
     _common.check_captioner_spec(args.captioner)
-    if importlib.util.find_spec("gradio") is None:
+    # gradio.blocks, not just gradio: files pip leaves behind after uninstalling gradio make an empty `gradio`
+    if importlib.util.find_spec("gradio") is None or importlib.util.find_spec("gradio.blocks") is None:
         raise CLIError(INSTALL_HINT)
 
     from ..app import DemoRestorer, Limits
