@@ -8,11 +8,11 @@ import argparse
 import contextlib
 import glob
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..console import echo, printable  # noqa: F401 (the commands print through these)
 from ..jobs import one_line
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -28,23 +28,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=30)
-
-
-def printable(text: object) -> str:
-    """`text` for one line of a terminal: control characters (a newline, an escape sequence in a file name) shown
-    as `\\n`, `\\x1b`, ... rather than acted on."""
-    return "".join(
-        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode("ascii")
-        for char in str(text)
-    )
-
-
-def echo(message: str = "", err: bool = False) -> None:
-    """Writes a line to stdout (or stderr) without breaking a running progress bar."""
-    from tqdm import tqdm
-
-    lines = (printable(line) for line in message.split("\n"))  # an escape sequence anywhere is shown, not run
-    tqdm.write("\n".join(lines), file=sys.stderr if err else sys.stdout)
 
 
 def launch() -> Any:

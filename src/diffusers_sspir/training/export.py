@@ -16,6 +16,7 @@ import sys
 import torch
 from safetensors.torch import load_file
 
+from ..console import echo
 from .arguments import FULL, LORA
 from .checkpoint import RUN_FILE
 
@@ -92,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kind = export_checkpoint(args.checkpoint, args.output, args.overwrite)
     except (ExportError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        echo(f"error: {error}", err=True)
         return 2
     loader = "SSPIRPipeline.from_pretrained" if kind == "pipeline" else "pipe.load_lora_weights"
-    print(f"wrote the {kind} of {args.checkpoint} to {args.output}; load it with {loader}({args.output!r})")
+    echo(f"wrote the {kind} of {args.checkpoint} to {args.output}; load it with {loader}({args.output!r})")
     return 0
 
 
