@@ -10,9 +10,12 @@ Everything here loads through the same code paths as real checkpoints: save what
     >>> pipe = SSPIRPipeline(**make_sspir_components())
 """
 
+import contextlib
 import inspect
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +52,7 @@ __all__ = [
     "make_feature_extractor",
     "make_image_encoder",
     "make_tiny_llava",
+    "make_tiny_qwen2_vl",
     "make_vlm_tokenizer",
     "make_sspir_components",
     "make_stable_diffusion_components",
@@ -377,6 +381,97 @@ def make_tiny_llava(path: str | os.PathLike) -> str:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return str(path)
+
+
+QWEN2_VL_SPECIAL_TOKENS = [
+    "<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+    "<|video_pad|>",
+]  # fmt: skip
+# Qwen2-VL's template, simplified: "<|im_start|>user <|vision_start|><|image_pad|><|vision_end|>{text}<|im_end|> ...".
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }} "
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
+)
+
+
+@contextlib.contextmanager
+def _video_processor_optional() -> Iterator[None]:
+    """transformers' `Qwen2VLProcessor` insists on a video processor, which needs torchvision; inside the block a
+    processor may be built without one (images only), as here where torchvision is not installed."""
+    from transformers import processing_utils
+
+    check = processing_utils.ProcessorMixin.check_argument_for_proper_class
+
+    def check_unless_no_video(self, argument_name, argument):
+        if argument_name == "video_processor" and argument is None:
+            return None
+        return check(self, argument_name, argument)
+
+    processing_utils.ProcessorMixin.check_argument_for_proper_class = check_unless_no_video
+    try:
+        yield
+    finally:
+        processing_utils.ProcessorMixin.check_argument_for_proper_class = check
+
+
+def make_tiny_qwen2_vl() -> tuple[torch.nn.Module, Any]:
+    """A tiny random Qwen2-VL (M-RoPE, images as patch grids) and its processor, in memory: `(model, processor)` for
+    `VLMCaptioner(model, processor=processor)`. Its captions are random words. The processor has no video processor
+    when torchvision is missing (transformers needs torchvision for one), so it cannot be saved then."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    vocab = {token: i for i, token in enumerate(QWEN2_VL_SPECIAL_TOKENS + VLM_WORDS + ["user", "assistant"])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_start_token": "<|vision_start|>",
+            "vision_end_token": "<|vision_end|>",
+        },
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN2_VL_SPECIAL_TOKENS}
+    text_config = dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=None, eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0},
+    )  # fmt: skip
+    vision_config = dict(
+        depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=14, spatial_merge_size=2,
+        temporal_patch_size=2,
+    )  # fmt: skip
+    config = Qwen2VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(0)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.suppress_tokens = list(ids.values())  # plain words only (see `make_tiny_llava`)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56, patch_size=14, merge_size=2)
+    with _video_processor_optional():
+        processor = Qwen2VLProcessor(
+            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+            chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        )  # fmt: skip
+    return model, processor
 
 
 class SSPIRPipelineTesterMixin:

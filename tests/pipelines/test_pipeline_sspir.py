@@ -97,7 +97,7 @@ def test_optional_captioner_survives_save_load(tmp_path):
     assert pipe(**call_kwargs(num_inference_steps=1)).prompts == [f"a stone wall, {DEFAULT_ADDED_PROMPT}"]
     pipe.save_pretrained(tmp_path)
     loaded = SSPIRPipeline.from_pretrained(tmp_path)
-    assert loaded.captioner is None
+    assert loaded(**call_kwargs(num_inference_steps=1)).prompts == [f"a stone wall, {DEFAULT_ADDED_PROMPT}"]
     loaded = SSPIRPipeline.from_pretrained(tmp_path, captioner=FixedCaptioner("a lake"))
     assert loaded(**call_kwargs(num_inference_steps=1)).prompts == [f"a lake, {DEFAULT_ADDED_PROMPT}"]
 

@@ -1,7 +1,7 @@
 """Captioners: turn (degraded) images into text prompts, the explicit semantic prior of SSP-IR.
 
-Every name is loaded on first use (`VLMCaptioner` imports transformers, the others PIL), so that the command line
-can parse a captioner spec without paying for imports it does not need.
+Every name is loaded on first use (`VLMCaptioner` imports transformers, the others torch and diffusers), so that
+the command line can parse a captioner spec without paying for imports it does not need.
 """
 
 import importlib
@@ -11,6 +11,7 @@ _LAZY = {
     "CAPTIONER_SPEC_HELP": ".spec",
     "CaptionFolderResult": ".folder",
     "Captioner": ".base",
+    "CaptionerMixin": ".base",
     "DEFAULT_CAPTION_PROMPT": ".vlm",
     "FixedCaptioner": ".base",
     "VLMCaptioner": ".vlm",
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_CAPTION_PROMPT",
     "CaptionFolderResult",
     "Captioner",
+    "CaptionerMixin",
     "FixedCaptioner",
     "VLMCaptioner",
     "caption_folder",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .base import Captioner, FixedCaptioner
+    from .base import Captioner, CaptionerMixin, FixedCaptioner
     from .folder import CaptionFolderResult, caption_folder, default_caption_dir
     from .spec import CAPTIONER_SPEC_HELP, captioner_from_spec, parse_captioner_spec
     from .vlm import DEFAULT_CAPTION_PROMPT, VLMCaptioner

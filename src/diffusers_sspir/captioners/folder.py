@@ -1,7 +1,6 @@
 """Caption every image of a folder into `captions/<stem>.txt`: batched, resumable, with a progress bar, in one
 process or shared among the processes of a distributed launch (see [`diffusers_sspir.jobs`])."""
 
-import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ import PIL.Image
 
 from ..files import check_unique_keys, image_key, list_images, read_rgb8, write_atomic
 from ..jobs import JobGroup, run_jobs
+from .base import accepts_generator_seed
 
 
 @dataclass
@@ -73,7 +73,7 @@ def caption_writer(
     when it accepts one) and writes each caption, stripped, to its file; returns the images that could not be read
     or captioned, with the reason."""
     kwargs = {}
-    if generator_seed is not None and "generator_seed" in inspect.signature(captioner).parameters:
+    if generator_seed is not None and accepts_generator_seed(captioner):
         kwargs["generator_seed"] = generator_seed
 
     def write_captions(batch: list[tuple[Path, dict[str, Path]]]) -> dict[Path, str]:

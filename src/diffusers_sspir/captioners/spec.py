@@ -4,7 +4,7 @@ Cheap to import (no PIL, torch or transformers until a captioner is made)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .base import Captioner
@@ -25,6 +25,21 @@ def parse_captioner_spec(spec: str) -> tuple[str, str]:
             raise ValueError(f"captioner {spec!r}: fixed:TEXT needs a text after 'fixed:' (or use none).")
         return "fixed", text
     return "model", spec
+
+
+def describe_captioner(captioner: Any, saved: bool = False) -> str:
+    """How a page or a log names `captioner`: `fixed text 'TEXT'`, the model's folder or Hub id in backquotes, or
+    its class; with `saved`, marked as the one saved with the model. `""` for none."""
+    if captioner is None:
+        return ""
+    config = getattr(captioner, "config", None) or {}
+    if isinstance(config.get("text"), str):
+        name = f"fixed text {config['text']!r}"
+    elif isinstance(config.get("model"), str):
+        name = f"`{config['model']}`"
+    else:
+        name = type(captioner).__name__
+    return f"{name} (saved with the model)" if saved else name
 
 
 def captioner_from_spec(spec: str, **model_kwargs) -> Captioner | None:

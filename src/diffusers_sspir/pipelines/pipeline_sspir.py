@@ -32,7 +32,7 @@ from diffusers.utils import (
 from diffusers.utils.torch_utils import is_compiled_module, randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
 
-from ..captioners import Captioner
+from ..captioners.base import Captioner, CaptionerMixin, accepts_generator_seed
 from ..compat import muted_log_messages
 from ..defaults import CALL_DEFAULTS, DEFAULT_ADDED_PROMPT, DEFAULT_NEGATIVE_PROMPT, UNSUPPORTED_SCHEDULERS
 from ..image_ops import (
@@ -186,8 +186,10 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         feature_extractor (`CLIPImageProcessor`): gives the image encoder's input size and normalisation.
         image_refiner (`ImageTokenRefiner`): the refine layer for the CLIP image tokens.
         scheduler (`KarrasDiffusionSchedulers`): any Stable Diffusion scheduler.
-        captioner (`Captioner`, *optional*): describes each image when no prompt is given; not saved with the
-            pipeline (pass it to `from_pretrained` or assign `pipe.captioner`).
+        captioner (`Captioner`, *optional*): describes each image when no prompt is given (the explicit semantic
+            prior). An optional component: `pipe.to`, CPU offload and `pipe.components` include it, and
+            `save_pretrained` records a [`VLMCaptioner`] or [`FixedCaptioner`] by reference in `captioner/`
+            (see [`save_pretrained`]); any other callable works but is not saved.
         recommended_settings (`dict`, *optional*): the call settings the model recommends (see
             [`recommended_settings`]).
         upscaler (`RRDBNet`, *optional*): a stage-1 restoration network (DiffBIR's design: e.g. Real-ESRGAN's
@@ -198,9 +200,13 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
 
     # The ControlNet is called with the UNet at every step, so it stays out of the chain (as in diffusers' ControlNet
     # pipelines): `enable_model_cpu_offload` gives it its own hook, it is loaded once and offloaded after the call.
-    model_cpu_offload_seq = "upscaler->text_encoder->image_encoder->image_refiner->structure_processor->unet->vae"
-    # Without them, the pipeline runs on precomputed `prompt_embeds` (and `negative_prompt_embeds` with guidance).
-    _optional_components = ["text_encoder", "tokenizer", "upscaler"]
+    # In call order: the captioner describes the upscaled image, so it comes after the upscaler.
+    model_cpu_offload_seq = (
+        "upscaler->captioner->text_encoder->image_encoder->image_refiner->structure_processor->unet->vae"
+    )
+    # Without the text encoder and tokenizer, the pipeline runs on precomputed `prompt_embeds` (and
+    # `negative_prompt_embeds` with guidance); without a captioner, on given prompts (or empty captions).
+    _optional_components = ["text_encoder", "tokenizer", "upscaler", "captioner"]
     # The ControlNet's adapters (loaded with `pipe.controlnet.load_lora_adapter`) then follow the pipeline's
     # `set_adapters`, `disable_lora`/`enable_lora`, `delete_adapters`, `unload_lora_weights` and
     # `fuse_lora(components=[..., "controlnet"])`.
@@ -237,8 +243,8 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             image_refiner=image_refiner,
             scheduler=scheduler,
             upscaler=upscaler,
+            captioner=captioner,
         )
-        self.captioner = captioner
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if vae is not None else 8
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
@@ -254,6 +260,74 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             self.register_modules(**{name: value})
             return
         super().__setattr__(name, value)
+
+    # ------------------------------------------------------------------ devices
+
+    def _models(self) -> list[torch.nn.Module]:
+        """The pipeline's models, without the captioner (which may live on a device of its own)."""
+        names, _ = self._get_signature_keys(self)
+        models = (getattr(self, name, None) for name in names if name != "captioner")
+        return [model for model in models if isinstance(model, torch.nn.Module)]
+
+    # Adapted from diffusers.pipelines.pipeline_utils.DiffusionPipeline.device, leaving out the captioner.
+    @property
+    def device(self) -> torch.device:
+        r"""
+        `torch.device`: where the pipeline's models are (an accelerator where some are on one). The captioner does
+        not count: it may be kept on a device of its own (see [`to`]).
+        """
+        models = self._models()
+        for model in models:
+            if model.device.type not in ("cpu", "meta"):
+                return model.device
+        return models[0].device if models else torch.device("cpu")
+
+    # Adapted from diffusers.pipelines.pipeline_utils.DiffusionPipeline.dtype, leaving out the captioner.
+    @property
+    def dtype(self) -> torch.dtype:
+        r"""`torch.dtype`: the dtype of the pipeline's first model (the captioner does not count)."""
+        models = self._models()
+        return models[0].dtype if models else torch.float32
+
+    def _captioner_kept_apart(self) -> bool:
+        captioner = self.captioner
+        if not isinstance(captioner, torch.nn.Module) or not getattr(captioner, "is_loaded", True):
+            return False
+        if not any(True for _ in captioner.parameters()):
+            return False
+        return captioner.device != self.device
+
+    def to(self, *args, **kwargs) -> "SSPIRPipeline":
+        r"""
+        Moves and casts the pipeline's models, as [`~diffusers.DiffusionPipeline.to`] does, the captioner with them
+        when it is where the pipeline is (or not loaded yet). A captioner on a device of its own (say
+        `VLMCaptioner(..., device="cuda:1")` beside a pipeline on `cuda:0`, or one kept on the CPU while the pipeline
+        is on the GPU) stays there, and a warning says so: move it with `pipe.captioner.to(...)`.
+        """
+        if not self._captioner_kept_apart():
+            return super().to(*args, **kwargs)
+        captioner = self.captioner
+        object.__setattr__(self, "captioner", None)  # hidden from diffusers' loop over the models, for this call
+        try:
+            super().to(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "captioner", captioner)
+        if captioner.device != self.device:
+            logger.warning(
+                f"The captioner stays on {captioner.device}, where it was placed apart from the pipeline (now on "
+                f"{self.device}); move it with `pipe.captioner.to(...)` if it should follow."
+            )
+        return self
+
+    def enable_sequential_cpu_offload(self, gpu_id: int | None = None, device: "torch.device | str" = None) -> None:
+        r"""
+        Offloads every model to the CPU and streams its layers to the accelerator as they run, as
+        [`~diffusers.DiffusionPipeline.enable_sequential_cpu_offload`] does, the captioner included: a captioner that
+        loads on first use is loaded now, so that its layers get their hooks.
+        """
+        if hasattr(self.captioner, "load"):
+            self.captioner.load()
+        super().enable_sequential_cpu_offload(gpu_id=gpu_id, device=device)
 
     # ------------------------------------------------------------------ recommended settings
 
@@ -408,7 +482,11 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
     def from_pretrained(cls, pretrained_model_name_or_path: "str | os.PathLike", **kwargs) -> "SSPIRPipeline":
         r"""
         Loads a saved SSP-IR pipeline (folder or Hub id), as [`~diffusers.DiffusionPipeline.from_pretrained`] does,
-        with a clear error when a local folder lacks a component. A `captioner=` keyword attaches a captioner.
+        with a clear error when a local folder lacks a component.
+
+        A folder saved with a captioner recreates it from its record (`captioner/config.json`); a vision-language
+        model then loads when the first caption is needed, so loading stays fast and works without the model until
+        then. `captioner=` overrides the record: any captioner, or `None` for none.
 
         Weights are read from safetensors only (`use_safetensors=True` unless given): a component whose weights are
         pickles (`.bin`, `.pt`, `.ckpt`) is refused, since unpickling can run code. Pass `use_safetensors=False` to
@@ -421,7 +499,14 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         kwargs["use_safetensors"] = True if safetensors_only else None
         if os.path.isdir(folder):
             cls._check_folder(folder, passed=set(kwargs), safetensors_only=safetensors_only)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if "captioner" not in kwargs:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        # diffusers checks a passed component against the class the folder names; any callable may caption here
+        captioner = kwargs.pop("captioner")
+        pipe = super().from_pretrained(pretrained_model_name_or_path, captioner=None, **kwargs)
+        if captioner is not None:
+            pipe.captioner = captioner
+        return pipe
 
     @classmethod
     def _check_folder(cls, folder: str, passed: set[str], safetensors_only: bool = True) -> None:
@@ -453,16 +538,51 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     "then `save_pretrained` it to write safetensors."
                 )
 
-    def save_pretrained(self, save_directory: "str | os.PathLike", **kwargs) -> None:
+    def save_pretrained(
+        self, save_directory: "str | os.PathLike", save_captioner_model: bool = False, **kwargs
+    ) -> None:
         r"""
         Saves every component as [`~diffusers.DiffusionPipeline.save_pretrained`] does, plus a `pipeline_sspir.py`
         stub so that `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_sspir",
-        trust_remote_code=True)` also loads the folder. The captioner is not saved.
+        trust_remote_code=True)` also loads the folder.
+
+        The captioner is saved **by reference**: `captioner/config.json` records its class and settings (for a
+        [`VLMCaptioner`]: the model's folder or Hub id, processor, prompt, generation settings and dtype), not the
+        vision-language model's weights, unless `save_captioner_model`. A captioner that is not a
+        [`~diffusers_sspir.captioners.CaptionerMixin`] (a function, your own class) is not saved, with a warning.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): the folder.
+            save_captioner_model (`bool`, defaults to `False`): also copy a [`VLMCaptioner`]'s model and processor
+                into `captioner/model`, so that the folder needs nothing else.
+            **kwargs: as for [`~diffusers.DiffusionPipeline.save_pretrained`] (`safe_serialization`, `variant`,
+                `push_to_hub`, ...).
         """
+        captioner = self.captioner
+        if save_captioner_model and not hasattr(captioner, "saving_model"):
+            raise ValueError(
+                "`save_captioner_model=True` copies a vision-language captioner's model, but the pipeline's captioner "
+                f"is {type(captioner).__name__ if captioner is not None else None}."
+            )
+        unsaved = captioner is not None and not isinstance(captioner, CaptionerMixin)
+        if unsaved:
+            logger.warning(
+                f"The captioner {type(captioner).__name__} is not saved: only captioners built on CaptionerMixin "
+                "(VLMCaptioner, FixedCaptioner) are. Pass it again with `from_pretrained(..., captioner=...)`."
+            )
         os.makedirs(save_directory, exist_ok=True)  # the stub goes first, so that `push_to_hub=True` uploads it
         with open(os.path.join(save_directory, "pipeline_sspir.py"), "w", encoding="utf-8") as stub:
             stub.write(CUSTOM_PIPELINE_STUB)
-        super().save_pretrained(save_directory, **kwargs)
+        entry = self.config.get("captioner")
+        saving = captioner.saving_model() if save_captioner_model else contextlib.nullcontext()
+        if unsaved:  # diffusers would warn and forget the entry for good; the folder says "no captioner"
+            self.register_to_config(captioner=(None, None))
+        try:
+            with saving:
+                super().save_pretrained(save_directory, **kwargs)
+        finally:
+            if unsaved:
+                self.register_to_config(captioner=entry)
 
     def load_lora_weights(self, pretrained_model_name_or_path_or_dict, adapter_name=None, **kwargs) -> None:
         r"""
@@ -812,7 +932,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             return [""] * len(images)
         pil_images = [self.image_processor.numpy_to_pil(self.image_processor.pt_to_numpy(i[None]))[0] for i in images]
         kwargs = {}
-        if generator is not None and "generator_seed" in inspect.signature(self.captioner.__call__).parameters:
+        if generator is not None and accepts_generator_seed(self.captioner):
             kwargs["generator_seed"] = draw_seed(generator)
         captions = self.captioner(pil_images, **kwargs)
         if (
