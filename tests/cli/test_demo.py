@@ -60,6 +60,18 @@ def test_it_serves_the_given_model_captioner_limits_and_address(sspir, launched,
     assert (restorer.limits.max_input_pixels, restorer.limits.max_output_pixels) == (100, 400)
 
 
+def test_it_serves_the_captioner_saved_with_the_model(sspir, launched, tmp_path):
+    from diffusers_sspir import FixedCaptioner, SSPIRPipeline, testing
+
+    model = tmp_path / "model"
+    SSPIRPipeline(**testing.make_sspir_components(), captioner=FixedCaptioner("a barn")).save_pretrained(model)
+    assert sspir("demo", "--model", model).code == 0
+    assert sspir("demo", "--model", model, "--captioner", "none").code == 0
+    saved, overridden = (call["restorer"] for call in launched)
+    assert saved.has_captioner and saved.captioner_name == "fixed text 'a barn' (saved with the model)"
+    assert not overridden.has_captioner
+
+
 def test_every_file_of_a_session_lives_in_one_private_folder_removed_on_stop(sspir, launched, monkeypatch):
     import os
     import stat

@@ -3,6 +3,7 @@
 import importlib.util
 import inspect
 import io
+import shutil
 
 import numpy as np
 import PIL.Image
@@ -321,3 +322,29 @@ def test_names_with_control_characters_are_printed_escaped(sspir, tmp_path, mode
     assert run.code == 1 and bad.is_file()
     assert "evil\\n\\x1b[2Jname.png: cannot read the image" in run.out
     assert "\x1b" not in run.out + run.err and "evil\n" not in run.out
+
+
+def test_the_captioner_saved_with_the_model_is_used_unless_another_is_given(sspir, tmp_path):
+    from diffusers_sspir import FixedCaptioner, SSPIRPipeline, VLMCaptioner, testing
+
+    model = tmp_path / "model"
+    SSPIRPipeline(**testing.make_sspir_components(), captioner=FixedCaptioner("a stone bridge")).save_pretrained(model)
+    write_image(tmp_path / "in" / "a.png", 16, 16, seed=0)
+    cases = [((), "a stone bridge, "), (("--captioner", "none"), ""), (("--captioner", "fixed:a boat"), "a boat, ")]
+    for extra, caption in cases:
+        out = tmp_path / f"out{len(extra)}{caption[:3]}"
+        run = sspir("restore", tmp_path / "in", "-o", out, "--model", model, *FAST, "--save-caption", *extra)
+        assert run.code == 0, run.err
+        assert (out / "a.txt").read_text() == caption + pipeline_sspir.DEFAULT_ADDED_PROMPT
+
+    # a saved vision-language captioner whose model is gone: a clear stop before any image, unless another is given
+    llava = testing.make_tiny_llava(tmp_path / "llava")
+    captioner = VLMCaptioner(llava, max_new_tokens=2, do_sample=False)
+    SSPIRPipeline(**testing.make_sspir_components(), captioner=captioner).save_pretrained(tmp_path / "vlm_model")
+    shutil.rmtree(llava)
+    run = sspir("restore", tmp_path / "in", "-o", tmp_path / "vlm_out", "--model", tmp_path / "vlm_model", *FAST)
+    assert run.code == 2 and "cannot load its vision-language model" in run.err and "--captioner" in run.err
+    assert not (tmp_path / "vlm_out" / "a.png").exists()
+    run = sspir("restore", tmp_path / "in", "-o", tmp_path / "vlm_out", "--model", tmp_path / "vlm_model", *FAST,
+                "--captioner", "none")  # fmt: skip
+    assert run.code == 0, run.err

@@ -292,10 +292,13 @@ def check_outputs_are_not_inputs(plans: dict[Path, dict[str, Path]]) -> None:
                 )
 
 
-def check_captioner_spec(spec: str) -> None:
-    """`--captioner` is `none`, `fixed:TEXT` with a text, or a model folder / Hub id (checked as such)."""
+def check_captioner_spec(spec: str | None) -> None:
+    """`--captioner` is `none`, `fixed:TEXT` with a text, or a model folder / Hub id (checked as such); not given
+    (`None`) is the model's own captioner."""
     from ..captioners.spec import parse_captioner_spec
 
+    if spec is None:
+        return
     try:
         kind, value = parse_captioner_spec(spec)
     except ValueError:

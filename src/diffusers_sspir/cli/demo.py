@@ -46,7 +46,10 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--model", metavar="PATH_OR_REPO",
         help="a saved SSP-IR pipeline folder or Hub repo id (default: the bundled demo model)",
     )  # fmt: skip
-    parser.add_argument("--captioner", default="none", metavar="SPEC", help=f"{CAPTIONER_SPEC_HELP} (default: none)")
+    parser.add_argument(
+        "--captioner", metavar="SPEC",
+        help=f"{CAPTIONER_SPEC_HELP} (default: the captioner saved with the model, none if it has none)",
+    )  # fmt: skip
     _common.add_device_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument(
@@ -93,13 +96,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..app import DemoRestorer, Limits
     from ..app.page import build_page, launch
-    from ..captioners.spec import parse_captioner_spec
+    from ..captioners.spec import describe_captioner
     from .restore import load_pipeline
 
     pipe = load_pipeline(args)
     pipe.set_progress_bar_config(disable=True)  # the page shows the progress
     model_name = "**the bundled demo model** (small, not the paper's; see docs/demo_model.md)"
-    kind, value = parse_captioner_spec(args.captioner)
     # One private folder (mode 0700, this user's only) holds every file of the session: the PNGs to download and all
     # that gradio keeps (uploads, results, the sample's copy), removed when the demo stops, however it stops.
     with tempfile.TemporaryDirectory(prefix="sspir-demo-") as work_dir, gradio_files_in(Path(work_dir) / "gradio"):
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             pipe,
             Limits(args.max_input_pixels, args.max_output_pixels),
             model_name=model_name if args.model is None else f"`{args.model}`",
-            captioner_name=f"fixed text {value!r}" if kind == "fixed" else f"`{value}`",
+            captioner_name=describe_captioner(pipe.captioner, saved=args.captioner is None),
             work_dir=work_dir,
         )
         page = build_page(restorer)

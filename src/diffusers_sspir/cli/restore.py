@@ -102,8 +102,8 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--scheduler", action=SchedulerAction, metavar="NAME", help="sampler by short name; 'list' shows them"
     )
     parser.add_argument(
-        "--captioner", default="none", metavar="SPEC",
-        help=f"{CAPTIONER_SPEC_HELP} (default: none)",
+        "--captioner", metavar="SPEC",
+        help=f"{CAPTIONER_SPEC_HELP} (default: the captioner saved with the model, none if it has none)",
     )  # fmt: skip
     parser.add_argument(
         "--prompt", metavar="TEXT", help=f"added prompt, appended to every caption; '' for none "
@@ -210,7 +210,16 @@ def load_pipeline(args: argparse.Namespace) -> Any:
         except ValueError as error:  # an unknown name, or one whose package is missing
             raise CLIError(f"--scheduler {error}") from None
     pipe.to(device)
-    pipe.captioner = _common.load_captioner_spec(args)
+    if args.captioner is not None:
+        pipe.captioner = _common.load_captioner_spec(args)
+    elif hasattr(pipe.captioner, "load"):  # the model's own vision-language captioner: loaded now, or a clear stop
+        try:
+            with _common.quiet_loading():
+                pipe.captioner.load()
+        except OSError as error:
+            raise CLIError(
+                f"--model {args.model or model}: {one_line(error)} Or pass --captioner (none, fixed:TEXT or a model)."
+            ) from error
     # disable=None: bars on a terminal only, so that logs and pipes get no progress-bar lines
     pipe.set_progress_bar_config(
         desc="denoising", leave=False, position=1, disable=None if processes.is_main else True
