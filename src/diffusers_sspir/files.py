@@ -126,6 +126,34 @@ def _pillow_limit() -> Iterator[None]:
             PIL.Image.MAX_IMAGE_PIXELS = default
 
 
+def _too_large(width: int, height: int, limit: int) -> str | None:
+    if not limit or width * height <= limit:
+        return None
+    return (
+        f"cannot read the image: {width}x{height} = {width * height:,} pixels, above the limit of {limit:,}; set "
+        f"{MAX_INPUT_PIXELS_VARIABLE} to a larger number of pixels (0: no limit) to read it"
+    )
+
+
+def check_image_header(path: str | os.PathLike) -> None:
+    """Reads only the header of an image file and raises the `ValueError` [`read_image`] would for a file that is
+    not an image PIL can open or has more pixels than [`max_input_pixels`] allows: a check that costs no decoding,
+    made before a model loads. A file that passes may still fail to decode (truncated data)."""
+    import PIL.Image
+
+    try:
+        with _pillow_limit():
+            opened = PIL.Image.open(path)
+        with opened as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"cannot read the image ({reason})") from None
+    problem = _too_large(width, height, max_input_pixels())
+    if problem:
+        raise ValueError(problem)
+
+
 def read_image(path: str | os.PathLike) -> Any:
     """Opens and decodes an image file, turned upright by its EXIF orientation; of an animated image (GIF, APNG,
     WebP) the first frame, with a warning saying so.
@@ -145,7 +173,7 @@ def read_image(path: str | os.PathLike) -> Any:
         with _pillow_limit():  # only while the header is read: the limit below governs the pixels
             opened = PIL.Image.open(path)
         with opened as image:
-            too_large = bool(limit) and image.width * image.height > limit
+            too_large = _too_large(image.width, image.height, limit)
             frames = 1
             if not too_large:  # a huge image is refused from its header, before its pixels are decoded
                 frames = getattr(image, "n_frames", 1)
@@ -158,11 +186,7 @@ def read_image(path: str | os.PathLike) -> Any:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise ValueError(f"cannot read the image ({reason})") from None
     if too_large:
-        raise ValueError(
-            f"cannot read the image: {image.width}x{image.height} = {image.width * image.height:,} pixels, above the "
-            f"limit of {limit:,}; set {MAX_INPUT_PIXELS_VARIABLE} to a larger number of pixels (0: no limit) to read "
-            "it"
-        )
+        raise ValueError(too_large)
     if frames > 1:
         logging.getLogger(__name__).warning(f"{path}: an animated image of {frames} frames; its first frame is used.")
     return PIL.ImageOps.exif_transpose(image)

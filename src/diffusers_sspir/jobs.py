@@ -310,6 +310,31 @@ def _claimed(batch: list[tuple[Path, dict[str, Path]]]) -> Iterator[list[bool | 
         yield claims
 
 
+def _drop_leading_failures(
+    todo: list[list[tuple[Path, dict[str, Path]]]],
+    check: Callable[[Path], None],
+    result: JobResult,
+    on_failure: Callable[[Path, str], None] | None,
+) -> list[list[tuple[Path, dict[str, Path]]]]:
+    """`todo` without its leading inputs that fail `check` (each recorded as failed), up to the first that passes."""
+    kept = []
+    passed = False
+    for batch in todo:
+        left = []
+        for path, outputs in batch:
+            if not passed:
+                try:
+                    check(path)
+                except ValueError as error:
+                    _fail(result, path, str(error), on_failure)
+                    continue
+                passed = True
+            left.append((path, outputs))
+        if left:
+            kept.append(left)
+    return kept
+
+
 def run_jobs(
     plans: Plans,
     start: Callable[[], Callable[[list[tuple[Path, dict[str, Path]]]], dict[Path, str] | None]],
@@ -322,6 +347,7 @@ def run_jobs(
     debug: bool = False,
     on_pending: Callable[[int, int], None] | None = None,
     on_failure: Callable[[Path, str], None] | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> JobResult:
     """Makes the outputs of `plans` that are missing, in batches, in this process's share of them.
 
@@ -346,6 +372,10 @@ def run_jobs(
             totals of all processes: inputs to make, inputs already done.
         on_failure (`Callable[[Path, str], None]`, *optional*): called in the process where an input fails, when
             it fails.
+        check (`Callable[[Path], None]`, *optional*): a cheap check of an input (its header, say) that raises a
+            `ValueError` with the reason for one that cannot work. Run on the inputs to make, in order, before
+            `start()` until one passes: inputs that fail it fail without costing what `start()` loads, and if none
+            passes, `start()` is not called. The others are checked by `make` itself.
 
     Returns:
         [`JobResult`]: the totals of all processes (the same in every process).
@@ -366,6 +396,8 @@ def run_jobs(
                 _fail(mine, path, state, on_failure)
         if left:
             todo.append(left)
+    if check is not None:
+        todo = _drop_leading_failures(todo, check, mine, on_failure)
     pending = sum(len(batch) for batch in todo)
     counts = group.gather((pending, len(mine.skipped)))
     total = sum(count[0] for count in counts)

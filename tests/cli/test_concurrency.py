@@ -170,3 +170,36 @@ def test_an_output_that_cannot_be_claimed_fails_alone_and_the_others_go_on(tmp_p
     assert [p.name for p in result.done] == ["a", "c"]
     assert "No space left on device" in result.failed[tmp_path / "b"]
     assert not list((tmp_path / "out").glob(".*"))  # no claim left behind
+
+
+FILE_SIZE_LIMITED = r"""
+import resource, signal, sys
+# The kernel refuses writes past the limit (EFBIG, with SIGXFSZ ignored), as a full disk refuses them (ENOSPC).
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from diffusers_sspir.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_writes_the_kernel_refuses_fail_each_file_and_a_rerun_completes(model_dir, tmp_path):
+    """A real write failure (a file-size limit, `ulimit -f`): each image fails alone with a one-line reason, the run
+    goes on and exits 1, no claim or temporary file is left, and a rerun without the limit makes everything."""
+    for name in "abc":
+        write_image(tmp_path / "in" / f"{name}.png", 12, 12, seed=ord(name))
+    out = tmp_path / "out"
+    command = ["restore", str(tmp_path / "in"), "-o", str(out), "--model", str(model_dir), "--steps", "1",
+               "--upscale", "2"]  # fmt: skip
+    limited = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMITED, "300", *command], capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert limited.returncode == 1, limited.stderr[-2000:]
+    failures = [line for line in limited.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 3 and all("File too large" in line for line in failures), limited.stderr[-2000:]
+    assert "restored 0" in limited.stdout and "failed 3" in limited.stdout
+    assert not [p.name for p in out.iterdir()]  # no output, claim or temporary file left behind
+
+    rerun = subprocess.run([sys.executable, "-m", "diffusers_sspir.cli", *command], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]

@@ -348,3 +348,22 @@ def test_the_captioner_saved_with_the_model_is_used_unless_another_is_given(sspi
     run = sspir("restore", tmp_path / "in", "-o", tmp_path / "vlm_out", "--model", tmp_path / "vlm_model", *FAST,
                 "--captioner", "none")  # fmt: skip
     assert run.code == 0, run.err
+
+
+def test_inputs_that_cannot_work_are_refused_from_their_headers_before_the_model_loads(sspir, model_dir, tmp_path,
+                                                                                      monkeypatch):  # fmt: skip
+    loads = []
+    load_pipeline = restore.load_pipeline
+    monkeypatch.setattr(restore, "load_pipeline", lambda args: loads.append(1) or load_pipeline(args))
+    monkeypatch.setenv("SSPIR_MAX_INPUT_PIXELS", "200")
+    write_image(tmp_path / "big" / "a.png", 16, 16, seed=0)  # 256 pixels
+    run = sspir("restore", tmp_path / "big", "-o", tmp_path / "out", "--model", model_dir, *FAST)
+    assert run.code == 1 and "above the limit of 200" in run.err and "failed 1" in run.out
+    assert not loads  # refused from its header alone: the model never loaded
+
+    write_image(tmp_path / "mixed" / "a.png", 16, 16, seed=0)
+    write_broken(tmp_path / "mixed" / "b.png")
+    write_image(tmp_path / "mixed" / "c.png", 8, 8, seed=1)
+    run = sspir("restore", tmp_path / "mixed", "-o", tmp_path / "out2", "--model", model_dir, *FAST)
+    assert run.code == 1 and "restored 1" in run.out and "failed 2" in run.out
+    assert loads == [1] and (tmp_path / "out2" / "c.png").exists()

@@ -390,6 +390,7 @@ def run_each(
     verb: str,
     desc: str,
     start: Callable[[], Callable[[Path, dict[str, Path]], None]],
+    check: Callable[[Path], None] | None = None,
 ) -> int:
     """The loop of `restore` and `degrade` (`diffusers_sspir.jobs.run_jobs`, one input at a time), in this process's
     share of the inputs when the command runs in several (torchrun, accelerate launch): skips the inputs whose
@@ -403,6 +404,8 @@ def run_each(
         verb (`str`): what is done to each input, for the summary ("restored", …).
         desc (`str`): the progress bar's label ("restoring", …).
         start (`Callable`): called once before the first input; not called when everything is done already.
+        check (`Callable[[Path], None]`, *optional*): a cheap check of an input (see `run_jobs`), run before
+            `start()` until an input passes, so that inputs that cannot work cost no model load.
 
     Returns:
         `int`: the exit status (1 if some input failed).
@@ -417,7 +420,7 @@ def run_each(
 
         return make_batch
 
-    return run_batches(plans, args, verb, desc, start_batches)
+    return run_batches(plans, args, verb, desc, start_batches, check=check)
 
 
 def run_batches(
@@ -428,6 +431,7 @@ def run_batches(
     start: Callable[[], Callable[[list[tuple[Path, dict[str, Path]]]], dict[Path, str] | None]],
     batch_size: int = 1,
     where: Path | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> int:
     """`run_each` for work done `batch_size` inputs at a time: `start()` returns `make(batch)`, which returns the
     failed inputs of the batch with their reasons (see `diffusers_sspir.jobs.run_jobs`). `where` names the output
@@ -444,5 +448,6 @@ def run_batches(
             plans, start, overwrite=args.overwrite, batch_size=batch_size, group=group, desc=desc,
             debug=getattr(args, "debug", False), on_pending=pending,
             on_failure=lambda path, reason: echo(f"failed: {printable(path)}: {printable(reason)}", err=True),
+            check=check,
         )  # fmt: skip
     return report(result, verb)

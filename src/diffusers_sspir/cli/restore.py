@@ -316,4 +316,6 @@ def run(args: argparse.Namespace) -> int:
         check_tiling_arguments(args, pipe.vae_scale_factor)
         return lambda path, outputs: restore_one(pipe, path, outputs, args)
 
-    return _common.run_each(plans, args, "restored", "restoring", start)
+    from ..files import check_image_header
+
+    return _common.run_each(plans, args, "restored", "restoring", start, check=check_image_header)
