@@ -56,3 +56,30 @@ def test_a_config_value_of_the_wrong_type_is_refused_naming_the_file_and_key(tmp
     config_file.write_text(json.dumps({**json.loads(config_file.read_text()), key: value}))
     with pytest.raises(ValueError, match=f"^{component}/{file}: `{key}` of .* must be .*, got {value!r}"):
         SSPIRPipeline.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "component, key, value, message",
+    [("unet", "layers_per_block", 100_000, r"^unet/config.json: block_out_channels, layers_per_block.* would build "
+      r"1,000,010 blocks, more than the 10,000"),
+     ("controlnet", "transformer_layers_per_block", [1, 10**6], "^controlnet/config.json: .* would build"),
+     ("unet", "block_out_channels", [10**5, 10**5], r"the largest, `unet`, gets .* from block_out_channels, layers_"),
+     ("vae", "block_out_channels", [10**6] * 4, r"the largest, `vae`.* in vae/config.json"),
+     ("text_encoder", "num_hidden_layers", 10**9, "^text_encoder/config.json: num_hidden_layers would build"),
+     ("text_encoder", "hidden_size", 10**6, "the largest, `text_encoder`"),
+     ("image_encoder", "hidden_size", 10**7, "the largest, `image_encoder`"),
+     ("unet", "layers_per_block", -3, r"^unet/config.json: `layers_per_block` must be a whole number >= 1"),
+     ("text_encoder", "num_hidden_layers", "12", r"^text_encoder/config.json: `num_hidden_layers` must be a whole")],
+)  # fmt: skip
+def test_a_stock_component_too_large_for_the_machine_is_refused_before_anything_loads(
+    tmp_path, component, key, value, message
+):
+    """The diffusers and transformers components (UNet, ControlNet, VAE, CLIP encoders) are sized from their configs
+    before any is built: an absurd size is refused at once, naming the component, the file and the keys."""
+    SSPIRPipeline(**make_sspir_components()).save_pretrained(tmp_path)
+    config_file = tmp_path / component / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), key: value}))
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        SSPIRPipeline.from_pretrained(tmp_path)
+    assert time.perf_counter() - start < 2.0  # refused from the files: nothing was built

@@ -165,6 +165,39 @@ def _check_config_types(name: str, subfolder: str, library: str, class_name: str
             )
 
 
+def _config_size(name: str, subfolder: str, class_name: str) -> tuple[int, list[str]] | None:
+    """`(parameters, keys)` a stock component's `config.json` would build (`models.config_size`), read before
+    anything is built; `None` for a class not covered or a folder without that file."""
+    from ..models.config_size import estimate_parameters
+
+    path = os.path.join(subfolder, "config.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{name}/config.json: not a readable JSON file ({error}).") from None
+    return estimate_parameters(class_name, config, f"{name}/config.json") if isinstance(config, dict) else None
+
+
+def _check_sizes(folder: str, sizes: dict[str, tuple[int, list[str]]]) -> None:
+    """Refuses a folder whose components would not fit in the host's available memory even in 16 bits, naming the
+    largest component, its file and the keys its size comes from."""
+    from ..memory import available_memory, format_bytes
+
+    available = available_memory("cpu")
+    total = sum(count for count, _ in sizes.values())
+    if available is None or not sizes or 2 * total <= available:
+        return
+    name, (count, keys) = max(sizes.items(), key=lambda item: item[1][0])
+    raise ValueError(
+        f"{folder}: the components would build about {total:,} parameters ({format_bytes(2 * total)} even in 16 "
+        f"bits), more than the {format_bytes(available)} this machine has available; the largest, `{name}`, gets "
+        f"{count:,} from {', '.join(keys)} in {name}/config.json. Check that file."
+    )
+
+
 class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLoraLoaderMixin):
     r"""
     Realistic image restoration with semantic and structure priors (SSP-IR, Zhang et al., IEEE TCSVT 2025) on
@@ -519,6 +552,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
         saved_as_none = {name for name, entry in index.items() if isinstance(entry, list) and entry[0] is None}
         # An optional component that the folder's index does not name (a folder saved before it existed) is None.
         unnamed_optional = set(cls._optional_components) - set(index)
+        sizes = {}
         for name in sorted(set(expected) - passed - saved_as_none - unnamed_optional):
             subfolder = os.path.join(folder, name)
             if not os.path.isdir(subfolder) or not os.listdir(subfolder):
@@ -529,6 +563,9 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
             entry = index.get(name)
             if isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry):
                 _check_config_types(name, subfolder, *entry)
+                size = _config_size(name, subfolder, entry[1])
+                if size is not None:
+                    sizes[name] = size
             files = os.listdir(subfolder)
             pickles = sorted(f for f in files if f.endswith(PICKLE_WEIGHT_SUFFIXES))
             if safetensors_only and pickles and not any(f.endswith(".safetensors") for f in files):
@@ -537,6 +574,7 @@ class SSPIRPipeline(DiffusionPipeline, StableDiffusionMixin, StableDiffusionLora
                     "not loaded: unpickling can run code. Pass `use_safetensors=False` to load a folder you trust, "
                     "then `save_pretrained` it to write safetensors."
                 )
+        _check_sizes(folder, sizes)
 
     def save_pretrained(
         self, save_directory: "str | os.PathLike", save_captioner_model: bool = False, **kwargs
