@@ -135,6 +135,11 @@ def _too_large(width: int, height: int, limit: int) -> str | None:
     )
 
 
+def _unreadable(error: Exception) -> ValueError:
+    """The error for a file Pillow cannot open or decode, with Pillow's reason on one line."""
+    return ValueError(f"cannot read the image ({' '.join(str(error).split()) or type(error).__name__})")
+
+
 def check_image_header(path: str | os.PathLike) -> None:
     """Reads only the header of an image file and raises the `ValueError` [`read_image`] would for a file that is
     not an image PIL can open or has more pixels than [`max_input_pixels`] allows: a check that costs no decoding,
@@ -147,8 +152,7 @@ def check_image_header(path: str | os.PathLike) -> None:
         with opened as image:
             width, height = image.size
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise ValueError(f"cannot read the image ({reason})") from None
+        raise _unreadable(error) from None
     problem = _too_large(width, height, max_input_pixels())
     if problem:
         raise ValueError(problem)
@@ -183,8 +187,7 @@ def read_image(path: str | os.PathLike) -> Any:
                 if frames > 1:
                     image = image.copy()  # the first frame alone, readable after the file is closed
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:  # SyntaxError: broken PNG
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise ValueError(f"cannot read the image ({reason})") from None
+        raise _unreadable(error) from None
     if too_large:
         raise ValueError(too_large)
     if frames > 1:

@@ -303,22 +303,26 @@ VLM_CHAT_TEMPLATE = (
 )
 
 
+def _word_tokenizer(tokens: list[str], **kwargs: Any) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer over `tokens` (ids in order; `<unk>` for unknown words), left-padded;
+    `kwargs` name its special tokens and chat template."""
+    backend = Tokenizer(models.WordLevel(vocab={token: i for i, token in enumerate(tokens)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", **kwargs)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
 def make_vlm_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer with the LLaVA special tokens; unknown words encode to `<unk>`."""
-    vocab = {token: i for i, token in enumerate(VLM_SPECIAL_TOKENS + VLM_WORDS)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="<unk>",
+    return _word_tokenizer(
+        VLM_SPECIAL_TOKENS + VLM_WORDS,
         bos_token="<s>",
         eos_token="</s>",
         pad_token="<pad>",
         extra_special_tokens={"image_token": "<image>"},
         chat_template=VLM_CHAT_TEMPLATE,
     )
-    tokenizer.padding_side = "left"
-    return tokenizer
 
 
 def make_tiny_llava(path: str | os.PathLike) -> str:
@@ -425,12 +429,8 @@ def make_tiny_qwen2_vl() -> tuple[torch.nn.Module, Any]:
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    vocab = {token: i for i, token in enumerate(QWEN2_VL_SPECIAL_TOKENS + VLM_WORDS + ["user", "assistant"])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="<unk>",
+    tokenizer = _word_tokenizer(
+        QWEN2_VL_SPECIAL_TOKENS + VLM_WORDS + ["user", "assistant"],
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         extra_special_tokens={

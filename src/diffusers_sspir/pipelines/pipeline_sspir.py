@@ -126,6 +126,22 @@ class SSPIRPipelineOutput(BaseOutput):
 _SIMPLE_TYPES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
+def _read_config(name: str, subfolder: str, config_name: str) -> dict[str, Any] | None:
+    """The JSON object in `subfolder/config_name` (`None` if there is no such file), or a `ValueError` naming
+    `name/config_name` for a file that is not one."""
+    path = os.path.join(subfolder, config_name)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{name}/{config_name}: not a readable JSON file ({error}).") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{name}/{config_name}: must hold a JSON object, got {type(config).__name__}.")
+    return config
+
+
 def _check_config_types(name: str, subfolder: str, library: str, class_name: str) -> None:
     """Refuses a config value whose type cannot be what the component's class takes, before anything is built, naming
     the file and the key (`latent_channels: "four"` would otherwise fail deep inside the model with an unrelated
@@ -138,16 +154,9 @@ def _check_config_types(name: str, subfolder: str, library: str, class_name: str
     except (ImportError, AttributeError):
         return  # diffusers names what it cannot find
     config_name = getattr(model_class, "config_name", None)
-    path = os.path.join(subfolder, config_name) if isinstance(config_name, str) else None
-    if path is None or not os.path.isfile(path):
+    config = _read_config(name, subfolder, config_name) if isinstance(config_name, str) else None
+    if config is None:
         return
-    try:
-        with open(path, encoding="utf-8") as file:
-            config = json.load(file)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{name}/{config_name}: not a readable JSON file ({error}).") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{name}/{config_name}: must hold a JSON object, got {type(config).__name__}.")
     parameters = inspect.signature(model_class.__init__).parameters
     for key, value in config.items():
         parameter = parameters.get(key)
@@ -170,15 +179,8 @@ def _config_size(name: str, subfolder: str, class_name: str) -> tuple[int, list[
     anything is built; `None` for a class not covered or a folder without that file."""
     from ..models.config_size import estimate_parameters
 
-    path = os.path.join(subfolder, "config.json")
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as file:
-            config = json.load(file)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{name}/config.json: not a readable JSON file ({error}).") from None
-    return estimate_parameters(class_name, config, f"{name}/config.json") if isinstance(config, dict) else None
+    config = _read_config(name, subfolder, "config.json")
+    return estimate_parameters(class_name, config, f"{name}/config.json") if config is not None else None
 
 
 def _check_sizes(folder: str, sizes: dict[str, tuple[int, list[str]]]) -> None:
